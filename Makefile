@@ -1,0 +1,35 @@
+# The two commands of the README:  `make demo`  and  `make test`.
+# Both create and use their own virtual environment in .venv; nothing is installed by hand.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The main job: a plugin-compatible check against local SMTP servers the demo starts itself.
+demo: $(STAMP)
+	$(BIN)/python -m demo
+
+# The whole suite: lint, format check, strict typing on shared/, then every test.
+test: $(STAMP) lint
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.probe_throughput
+	$(BIN)/python -m bench.cli_cost
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
