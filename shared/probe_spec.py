@@ -1,0 +1,86 @@
+"""What the probe is asked to do: the target, TLS, credentials and, for `message`, the mail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    LOGIN = "login"  # connect, EHLO, TLS, AUTH, QUIT
+    MESSAGE = "message"  # the same, and send one message before QUIT
+
+
+class TlsMode(StrEnum):
+    STARTTLS = "starttls"
+    IMPLICIT = "ssl"
+    NONE = "none"
+
+    @classmethod
+    def from_layer(cls, layer: str) -> TlsMode:
+        """The plugin's `layer=tls|ssl|none` smtp-option."""
+        try:
+            return _LAYERS[layer.strip().lower()]
+        except KeyError:
+            raise ValueError(f"unknown layer {layer!r} (expected tls, ssl or none)") from None
+
+    @property
+    def default_port(self) -> int:
+        return 465 if self is TlsMode.IMPLICIT else 25
+
+
+_LAYERS = {"tls": TlsMode.STARTTLS, "starttls": TlsMode.STARTTLS, "ssl": TlsMode.IMPLICIT}
+_LAYERS["none"] = TlsMode.NONE
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    mode: TlsMode = TlsMode.STARTTLS
+    verify: bool = True  # certificate chain and host name
+    ca_file: str | None = None
+    ca_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    username: str
+    password: str = field(repr=False)
+    mechanism: str | None = None  # PLAIN, LOGIN, CRAM-MD5; None: the best the server offers
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    """The probe mail. Recipients in `to`, `cc` and `bcc` all get a RCPT TO."""
+
+    sender: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    subject: str = "smtp-checks probe"
+    body: str = "This message was sent by smtp-checks to test mail delivery.\n"
+    content_type: str = "text/plain"
+    charset: str = "utf-8"
+    reply_to: str | None = None
+
+    @property
+    def recipients(self) -> tuple[str, ...]:
+        return self.to + self.cc + self.bcc
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    host: str
+    port: int
+    mode: Mode = Mode.LOGIN
+    tls: TlsSettings = TlsSettings()
+    timeout: float = 30.0  # seconds for the whole session, from connect to QUIT
+    credentials: Credentials | None = None
+    message: MessageSpec | None = None
+    helo_name: str | None = None  # None: this machine's fully qualified name
+    record_transcript: bool = False  # keep the dialogue for --debug (AUTH lines redacted)
+
+    def __post_init__(self) -> None:
+        if self.mode is Mode.MESSAGE and self.message is None:
+            raise ValueError("a message check needs a MessageSpec")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
