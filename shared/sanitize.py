@@ -12,8 +12,6 @@ import re
 
 MAX_SERVER_TEXT = 200
 _ELLIPSIS = "..."
-# C0 and C1 controls, DEL, and the Unicode line/paragraph separators.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPACES = re.compile(r" {2,}")
 
 
@@ -21,11 +19,15 @@ def sanitize(text: str | bytes, max_length: int = MAX_SERVER_TEXT) -> str:
     """Return `text` as one printable line without `|`, at most `max_length` characters.
 
     Bytes are decoded as UTF-8 with invalid sequences replaced, so the result is always
-    valid UTF-8. Controls (newlines included) become a space; `|` becomes `/`.
+    valid UTF-8. Every non-printable character (controls and newlines, line separators,
+    format characters such as bidi overrides, unassigned code points) becomes a space;
+    `|` becomes `/`.
     """
+    # Cut early: a hostile reply can be long, and only the start is ever shown.
     if isinstance(text, bytes):
-        text = text.decode("utf-8", errors="replace")
-    text = _CONTROL.sub(" ", text).replace("|", "/")
+        text = text[: max_length * 4].decode("utf-8", errors="replace")
+    text = "".join(c if c.isprintable() else " " for c in text[: max_length * 4])
+    text = text.replace("|", "/")
     text = _SPACES.sub(" ", text).strip()
     if len(text) > max_length:
         text = text[: max_length - len(_ELLIPSIS)].rstrip() + _ELLIPSIS
