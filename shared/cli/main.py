@@ -1,0 +1,38 @@
+"""`smtp-checks`: one entry point, one sub-command per role.
+
+Sub-commands import their modules only when chosen: `smtp-checks check` runs as an active
+check once per service and must start fast, so it never imports Celery or pydantic.
+"""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """\
+usage: smtp-checks COMMAND [options]
+
+commands:
+  check [plugin options]   one check now, output and exit code of centreon_protocol_smtp.pl
+                           (smtp-checks check --mode=login --help lists the options)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command.startswith("--"):
+        # A Centreon command line written for the Perl plugin: `smtp-checks --plugin=...`.
+        command, rest = "check", args
+    if command == "check":
+        from shared.cli.check import run_check  # noqa: PLC0415
+
+        return run_check(rest)
+    sys.stderr.write(f"smtp-checks: unknown command '{command}'\n{USAGE}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

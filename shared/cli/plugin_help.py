@@ -1,0 +1,70 @@
+"""The texts of `--version`, `--list-mode` and `--help`, worded like the Perl plugin's."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+_DESCRIPTION = "Check SMTP server (smtp-checks, compatible with apps::protocols::smtp::plugin)."
+
+_COMMON = """\
+--hostname          IP address or FQDN of the SMTP server (required).
+--port              Port (default: 25; 465 with layer=ssl).
+--smtp-options      key=value, repeatable:
+                      layer=tls|ssl|none  STARTTLS (default), implicit TLS, or clear text
+                      port=N, timeout=SECONDS, auth=AUTO|PLAIN|LOGIN|CRAM-MD5|none
+                      ssl_verify_mode=SSL_VERIFY_PEER|1 (default) or SSL_VERIFY_NONE|0
+                      ssl_verify_ca=FILE, ssl_verify_path=DIR  trusted CAs
+                      hello=NAME  EHLO name;  debug=1  dialogue on stderr
+--username          Username for AUTH; without it no AUTH is attempted.
+--password          Password for AUTH (see --pass-manager to keep it off the command line).
+--timeout           Seconds for the whole check, connect to QUIT (default: 30).
+--warning           Warning threshold on the response time, in seconds (Nagios range).
+--critical          Critical threshold on the response time, in seconds (Nagios range).
+--warning-cert-days / --critical-cert-days
+                    Thresholds on the server certificate's days to expiry (e.g. 30: / 7:).
+--extra-perfdata    Add phase times, certificate days left and TLS details (--verbose).
+"""
+
+_MESSAGE = """\
+--smtp-from         Envelope and header sender (required).
+--smtp-to           Recipient(s), comma-separated (required).
+--smtp-send-options key=value, repeatable: subject=, body=, contenttype=text/plain,
+                    charset=utf-8, cc=, bcc=, replyto=
+"""
+
+_GENERIC = """\
+Generic options: --verbose --debug --filter-perfdata=REGEX --filter-uom=REGEX
+  --change-exit=FROM=TO --range-perfdata=0|1|2 --float-precision=N --opt-exit=STATUS
+  --output-ignore-perfdata --output-ignore-label --change-short-output=PATTERN~REPL~FLAGS
+  --change-long-output=PATTERN~REPL~FLAGS --output-json --output-xml --output-openmetrics
+  --output-file=PATH --pass-manager=environment|file --environment-map-option=OPTION=VAR
+  --secret-file=FILE --secret-search-value=NAME=$.path --secret-map-option=OPTION=%{NAME}
+"""
+
+
+def package_version() -> str:
+    try:
+        return version("smtp-checks")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def version_text() -> str:
+    return f"Plugin Version: {package_version()}"
+
+
+def list_modes_text() -> str:
+    return f"Plugin Description:\n    {_DESCRIPTION}\n\nModes Available:\n   login\n   message"
+
+
+def help_text(mode: str | None) -> str:
+    usage = (
+        "smtp-checks check --plugin=apps::protocols::smtp::plugin --mode=login|message [options]"
+    )
+    if mode == "login":
+        body = "Mode login: connect, EHLO, TLS, AUTH, QUIT.\n\n" + _COMMON
+    elif mode == "message":
+        body = "Mode message: as login, then send one message.\n\n" + _COMMON + _MESSAGE
+    else:
+        body = list_modes_text() + "\n\nUse --mode=NAME --help for the options of a mode."
+    return f"Usage: {usage}\n\n{body}\n{_GENERIC}".rstrip()
