@@ -1,0 +1,1 @@
+"""Benchmarks; their figures go to BENCHMARKS.md with the command that produced them."""
