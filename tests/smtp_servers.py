@@ -612,7 +612,35 @@ class _Controller(Controller):
 # --------------------------------------------------------------------------- SmtpServer
 
 
-class SmtpServer:
+class _LoopbackServer:
+    """What both kinds of test server share: a loopback address and `with` support."""
+
+    host: str
+    port: int
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class SmtpServer(_LoopbackServer):
     """A real SMTP server on ``127.0.0.1:<free port>`` in a background thread.
 
     ``with SmtpServer(...) as srv:`` starts it and stops it (freeing the port and
@@ -742,21 +770,6 @@ class SmtpServer:
         if self._started:
             self._started = False
             self._controller.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
 
     # -- observations (copies, safe to read from any thread)
     @property
@@ -954,7 +967,7 @@ async def _raw_auth(
     return b"235 2.7.0 Authentication successful\r\n"
 
 
-class RawServer:
+class RawServer(_LoopbackServer):
     """A hand-written asyncio server on ``127.0.0.1:<free port>`` playing one scenario.
 
     Scenarios (see :data:`RAW_SCENARIOS`):
@@ -998,10 +1011,6 @@ class RawServer:
         self._lock = threading.Lock()
         self._connections = 0
         self._bytes_sent = 0
-
-    @property
-    def address(self) -> tuple[str, int]:
-        return (self.host, self.port)
 
     @property
     def connections(self) -> int:
@@ -1057,17 +1066,6 @@ class RawServer:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._server.wait_closed()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- scenarios
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
