@@ -271,6 +271,7 @@ class _Config:
     hold_seconds: float
     banner_reply: str | None
     ehlo_reply: str | None
+    helo_accepted: bool
     starttls_reply: str | None
     mail_reply: str | None
     rcpt_reply: str | None
@@ -496,8 +497,9 @@ class _Handler:
     async def handle_HELO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str
     ) -> str:
-        if self._state.config.ehlo_reply is not None:
-            return self._state.config.ehlo_reply
+        config = self._state.config
+        if config.ehlo_reply is not None and not config.helo_accepted:
+            return config.ehlo_reply
         session.host_name = hostname
         return f"250 {server.hostname}"
 
@@ -665,6 +667,7 @@ class SmtpServer(_LoopbackServer):
             sent instead of the 220 greeting; afterwards only QUIT is answered (221).
         ehlo_reply: reply to EHLO and HELO instead of accepting them
             (e.g. ``"550 5.7.1 HELO rejected"``).
+        helo_accepted: with ``ehlo_reply``, still accept HELO: an old server without ESMTP.
         starttls_reply: reply to STARTTLS instead of starting TLS (e.g. ``"454 4.7.0
             TLS not available"``) while still advertising it.
         mail_reply, rcpt_reply: reply to MAIL FROM / RCPT TO instead of ``250``.
@@ -692,6 +695,7 @@ class SmtpServer(_LoopbackServer):
         hold_seconds: float = 0.0,
         banner_reply: str | None = None,
         ehlo_reply: str | None = None,
+        helo_accepted: bool = False,
         starttls_reply: str | None = None,
         mail_reply: str | None = None,
         rcpt_reply: str | None = None,
@@ -723,6 +727,7 @@ class SmtpServer(_LoopbackServer):
                 hold_seconds=hold_seconds,
                 banner_reply=banner_reply,
                 ehlo_reply=ehlo_reply,
+                helo_accepted=helo_accepted,
                 starttls_reply=starttls_reply,
                 mail_reply=mail_reply,
                 rcpt_reply=rcpt_reply,

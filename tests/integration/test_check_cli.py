@@ -420,6 +420,15 @@ def test_banner_refused(
     assert run.code == code
 
 
+def test_helo_fallback_for_a_server_without_esmtp(
+    check: Callable[..., Run], smtp_server_factory: Callable[..., SmtpServer]
+) -> None:
+    server = smtp_server_factory(ehlo_reply="502 5.5.2 Command not recognized", helo_accepted=True)
+    run = check(*message_args(server))
+    assert OK_MESSAGE.fullmatch(run.out), run.out
+    assert server.sessions[0].commands[:2] == ["EHLO", "HELO"]
+
+
 def test_ehlo_and_helo_refused(
     check: Callable[..., Run], smtp_server_factory: Callable[..., SmtpServer]
 ) -> None:
