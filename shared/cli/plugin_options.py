@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -118,10 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse(argv: list[str], environ: dict[str, str] | None = None) -> CheckOptions | InfoRequest:
+def parse(argv: list[str], environ: Mapping[str, str] | None = None) -> CheckOptions | InfoRequest:
     """Parse a plugin command line. Raises `OptionError` with the plugin's wording."""
     args = build_parser().parse_args(argv)
-    output = _output_options(args)  # first: option errors are rendered with these options
+    output = _output_options(args)  # first, as the plugin reads output options first
     if args.plugin is not None and args.plugin != PLUGIN_NAME:
         raise OptionError(f"Unknown plugin '{args.plugin}' (this is {PLUGIN_NAME})")
     info = _info_request(args)
