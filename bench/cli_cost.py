@@ -49,7 +49,8 @@ def main() -> None:
     )
     if smtp_checks is None:
         raise SystemExit("smtp-checks is not installed in this environment (make test does it)")
-    with server_process() as port:
+    with server_process() as server:
+        port = server.port
         commands = {
             "smtp-checks check --mode=login": [
                 smtp_checks, "check", "--plugin=apps::protocols::smtp::plugin", "--mode=login",

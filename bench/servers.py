@@ -7,26 +7,40 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
+# With "tls" set, the child makes a throw-away CA and serves its trusted certificate.
 _SERVE = """
 import json, sys, signal
-from tests.smtp_servers import SmtpServer
-server = SmtpServer(**json.loads(sys.argv[1])).start()
-print(server.port, flush=True)
+from tests.smtp_servers import Pki, SmtpServer
+options = json.loads(sys.argv[1])
+pki = Pki()
+if options.get("tls", "none") != "none":
+    options["tls_context"] = pki.server_context("trusted")
+server = SmtpServer(**options).start()
+print(server.port, pki.ca_pem_path, flush=True)
 signal.sigwait({signal.SIGTERM, signal.SIGINT})
 server.stop()
+pki.cleanup()
 """
 
 
+@dataclass(frozen=True)
+class ServerProcess:
+    port: int
+    ca_file: str  # the CA that signed the server's certificate, when it has TLS
+
+
 @contextmanager
-def server_process(**options: object) -> Iterator[int]:
-    """Start `tests.smtp_servers.SmtpServer(**options)` in a child process; yield its port."""
+def server_process(**options: object) -> Iterator[ServerProcess]:
+    """Start `tests.smtp_servers.SmtpServer(**options)` in a child process."""
     child = subprocess.Popen(
         [sys.executable, "-c", _SERVE, json.dumps(options)], stdout=subprocess.PIPE, text=True
     )
     try:
         assert child.stdout is not None
-        yield int(child.stdout.readline())
+        port, ca_file = child.stdout.readline().split()
+        yield ServerProcess(int(port), ca_file)
     finally:
         child.terminate()
         child.wait(timeout=10)
