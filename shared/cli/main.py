@@ -14,6 +14,7 @@ usage: smtp-checks COMMAND [options]
 commands:
   check [plugin options]   one check now, output and exit code of centreon_protocol_smtp.pl
                            (smtp-checks check --mode=login --help lists the options)
+  config check FILE        validate a config file; print a summary or every error
 """
 
 
@@ -30,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         from shared.cli.check import run_check  # noqa: PLC0415
 
         return run_check(rest)
+    if command == "config":
+        from shared.cli.config_check import run_config  # noqa: PLC0415
+
+        return run_config(rest)
     sys.stderr.write(f"smtp-checks: unknown command '{command}'\n{USAGE}")
     return 2
 
