@@ -394,6 +394,10 @@ class ScheduledCheck:
 
 class Config(_Model):
     broker_url: str | None = None  # None: the embedded default of `smtp-checks run`
+    # Per-target limits and consumer state live in Redis: the broker's, unless it is not Redis.
+    redis_url: str | None = None
+    # Seconds before a message a dead worker had taken is delivered again (Redis broker).
+    visibility_timeout: PositiveInt = 600
     defaults: Defaults = Field(default_factory=Defaults)
     sites: Sites
     target_limits: TargetLimits = Field(default_factory=TargetLimits)
@@ -408,6 +412,15 @@ class Config(_Model):
             if problems:
                 raise ValueError("; ".join(f"{where}: {why}" for where, why in problems))
         return self
+
+    @property
+    def state_redis_url(self) -> str | None:
+        """The Redis for per-target limits and state: `redis_url`, else a Redis broker."""
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url and _is_redis(self.broker_url):
+            return self.broker_url
+        return None
 
     def scheduled_checks(self) -> list[ScheduledCheck]:
         """Every configured (host, check), in file order."""
@@ -532,6 +545,8 @@ class _EnvOverrides(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore")
 
     broker_url: str | None = None
+    redis_url: str | None = None
+    visibility_timeout: int | None = None
     defaults: dict[str, Any] | None = None
     sites: dict[str, Any] | None = None
     target_limits: dict[str, Any] | None = None
@@ -615,9 +630,26 @@ def parse_config(data: Mapping[str, Any], file: str = "<config>") -> Config:
         ConfigProblem(file, where, why)
         for where, why in _cross_field_problems(defaults, sites, hosts)
     ]
+    problems += [ConfigProblem(file, where, why) for where, why in _broker_problems(data)]
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _is_redis(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://", "unix://"))
+
+
+def _broker_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    broker, redis_url = data.get("broker_url"), data.get("redis_url")
+    if isinstance(broker, str) and not _is_redis(broker) and not redis_url:
+        return [
+            (
+                "redis_url",
+                "required when the broker is not Redis (per-target limits and state live in Redis)",
+            )
+        ]
+    return []
 
 
 def _valid_parts(

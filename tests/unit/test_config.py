@@ -426,10 +426,28 @@ def test_environment_overrides_top_level_keys(
 ) -> None:
     path = write(tmp_path, DESIGN_EXAMPLE)
     monkeypatch.setenv("SMTP_CHECKS_BROKER_URL", "amqp://guest@rabbit:5672//")
+    monkeypatch.setenv("SMTP_CHECKS_REDIS_URL", "redis://state:6379/1")
     monkeypatch.setenv("SMTP_CHECKS_TARGET_LIMITS", '{"max_concurrent": 5}')
     config = load_config(path)
     assert config.broker_url == "amqp://guest@rabbit:5672//"
+    assert config.state_redis_url == "redis://state:6379/1"
     assert (config.target_limits.max_concurrent, config.target_limits.max_per_minute) == (5, 30)
+
+
+def test_a_broker_other_than_redis_needs_redis_url(tmp_path: Path) -> None:
+    path = write(tmp_path, "broker_url: amqp://guest@rabbit:5672//\n" + MINIMAL)
+    assert [(p.location, p.reason) for p in problems_of(path)] == [
+        (
+            "redis_url",
+            "required when the broker is not Redis (per-target limits and state live in Redis)",
+        )
+    ]
+
+
+def test_a_redis_broker_is_also_the_state_redis(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "broker_url: redis://127.0.0.1:6379/3\n" + MINIMAL))
+    assert config.state_redis_url == "redis://127.0.0.1:6379/3"
+    assert config.visibility_timeout == 600
 
 
 def test_an_environment_override_is_validated_too(
