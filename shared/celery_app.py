@@ -1,0 +1,63 @@
+"""The Celery app every role shares: JSON only, one queue per site, one for results.
+
+Roles register their own tasks on it (the check task in `workers/`, the result task in the
+consumer); this module only fixes names and delivery settings, so producers and consumers
+always agree on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+CHECK_TASK = "smtp_checks.run_check"
+RESULT_TASK = "smtp_checks.record_result"
+RESULTS_QUEUE = "results"
+DEAD_LETTER_QUEUE = "dead_letters"
+
+
+def check_queue(site: str) -> str:
+    """The queue of the checks a site's workers run."""
+    return f"checks.{site}"
+
+
+def declare_queue(name: str) -> Queue:
+    """A queue bound to an exchange of its own name: no message meant for one queue can
+    ever be routed to another (Celery's default would bind every queue to one key)."""
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def make_app(broker_url: str, sites: Iterable[str], *, visibility_timeout: int = 600) -> Celery:
+    """A Celery app on `broker_url` that knows every site's queue.
+
+    Delivery is at least once: a message is acknowledged after its task ran, and given
+    back when the worker running it dies (Redis: after `visibility_timeout` seconds).
+    """
+    app = Celery("smtp_checks", broker=broker_url, set_as_current=False)
+    app.conf.update(
+        # Workers accept JSON only: a pickle message is refused, never deserialised.
+        task_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        # Results travel as messages on the `results` queue, not through a result backend.
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        # One message per execution slot: prefetched messages age towards the visibility
+        # timeout without running, and rate-limited ones block the others.
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        task_queues=[declare_queue(check_queue(site)) for site in sites]
+        + [declare_queue(RESULTS_QUEUE)],
+        task_default_queue=RESULTS_QUEUE,
+        task_routes={RESULT_TASK: {"queue": RESULTS_QUEUE}},
+        task_send_sent_event=False,
+        worker_send_task_events=False,
+        worker_hijack_root_logger=False,
+        enable_utc=True,
+    )
+    return app
