@@ -41,14 +41,20 @@ _WAITING_FOR = {
 }
 
 
-async def run_probe(spec: ProbeSpec) -> ProbeResult:
-    """Run one session as `spec` says. Never raises for anything the server does."""
-    return await _Session(spec).run()
+async def run_probe(spec: ProbeSpec, *, deadline: float | None = None) -> ProbeResult:
+    """Run one session as `spec` says. Never raises for anything the server does.
+
+    `deadline` (a `time.monotonic()` value) ends the session earlier than `spec.timeout`
+    when part of the check's time was already spent (waiting for a permit, say); failures
+    still word the timeout as configured.
+    """
+    return await _Session(spec, deadline).run()
 
 
 class _Session:
-    def __init__(self, spec: ProbeSpec) -> None:
+    def __init__(self, spec: ProbeSpec, deadline: float | None) -> None:
         self.spec = spec
+        self.deadline = deadline
         self.transcript: list[str] | None = [] if spec.record_transcript else None
         self.phase = Phase.CONNECT
         self.phase_times: dict[Phase, float] = {}
@@ -64,7 +70,11 @@ class _Session:
 
             message = build_message(self.spec.message, self.helo_name)
         failure: ProbeFailure | None = None
-        deadline = asyncio.timeout(self.spec.timeout)
+        deadline = (
+            asyncio.timeout(self.spec.timeout)
+            if self.deadline is None
+            else asyncio.timeout_at(self.deadline)  # the loop's clock is time.monotonic()
+        )
         started = perf_counter()
         try:
             async with deadline:
