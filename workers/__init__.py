@@ -1,0 +1,1 @@
+"""Roles that run on pollers: check tasks, the result consumer and the Centreon forwarders."""

@@ -1,0 +1,314 @@
+"""Per-target-SMTP-server limits shared by every worker of every site, kept in Redis.
+
+A target (``"192.0.2.10:25"``) gets at most ``max_concurrent`` sessions at once and at most
+``max_per_minute`` new sessions in any sliding 60-second window. Each operation is one Lua
+script, so taking a permit is atomic across workers, and the scripts read Redis's own clock
+(``TIME``), so workers with skewed clocks agree. A permit is a lease: if its holder dies, it
+expires by itself.
+
+Two sorted sets per target, under ``prefix + target``:
+
+- ``<prefix><target>:sessions``: one member per live permit, scored by its lease expiry (ms);
+- ``<prefix><target>:starts``: one member per session started, scored by its start time (ms).
+
+Both keys carry a TTL (the longest lease left, and the window), so an idle target leaves no
+keys behind. They have no hash tag: the limiter targets a standalone Redis (or a primary with
+replicas), like the Celery broker, not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import redis.asyncio
+import redis.exceptions
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "LimiterUnavailable",
+    "PermitTimeout",
+    "TargetLimiter",
+    "TargetLimits",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFIX: Final = "smtp-checks:target:"
+WINDOW_SECONDS: Final = 60
+
+# Polling while a target is full: short and jittered, so contenders in many processes neither
+# synchronise nor hammer Redis, and a freed slot is taken within a fraction of a second.
+_BACKOFF_FIRST: Final = 0.01
+_BACKOFF_CAP: Final = 0.25
+# A release that Redis does not confirm within this time is left to the lease.
+_RELEASE_TIMEOUT: Final = 2.0
+
+# Failures of Redis itself (as opposed to a bug in a script): the caller decides what to do.
+_UNAVAILABLE_ERRORS: Final = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+)
+
+# KEYS: sessions, starts.  ARGV: token, max_concurrent, max_per_window, lease_ms, window_ms.
+# Returns {1, 0, 0} when granted, else {0, reason, retry_ms}: reason 1 = concurrency (retry_ms
+# unknown: a holder may release at any time), 2 = rate (retry_ms = when the oldest start
+# leaves the window; nothing frees a rate slot sooner).
+_ACQUIRE_LUA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local token = ARGV[1]
+local max_concurrent = tonumber(ARGV[2])
+local max_per_window = tonumber(ARGV[3])
+local lease_ms = tonumber(ARGV[4])
+local window_ms = tonumber(ARGV[5])
+
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window_ms)
+
+if redis.call('ZCARD', KEYS[1]) >= max_concurrent then
+    return {0, 1, 0}
+end
+if redis.call('ZCARD', KEYS[2]) >= max_per_window then
+    local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    return {0, 2, tonumber(oldest[2]) + window_ms - now}
+end
+
+redis.call('ZADD', KEYS[1], now + lease_ms, token)
+redis.call('ZADD', KEYS[2], now, token)
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[1], tonumber(last[2]) - now)
+redis.call('PEXPIRE', KEYS[2], window_ms)
+return {1, 0, 0}
+"""
+
+# KEYS: sessions.  ARGV: token.  Idempotent; the rate slot stays (it counts starts).
+# Deleting the last member deletes the key; otherwise its TTL still covers the longest lease.
+_RELEASE_LUA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"""
+
+# KEYS: sessions.  Counts live leases only, without writing.
+_IN_USE_LUA: Final = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+"""
+
+
+class _NoReplyInTime(Exception):
+    """Redis did not answer an attempt before the deadline."""
+
+
+_Reason = Literal["concurrency", "rate"]
+_REASONS: Final[dict[int, _Reason]] = {1: "concurrency", 2: "rate"}
+
+
+@dataclass(frozen=True)
+class TargetLimits:
+    """Limits for one target server; plain values (the config layer maps its model here)."""
+
+    max_concurrent: int
+    max_per_minute: int
+
+    def __post_init__(self) -> None:
+        if self.max_concurrent < 1 or self.max_per_minute < 1:
+            raise ValueError(f"target limits must be positive integers, got {self}")
+
+    def describe(self) -> str:
+        return (
+            f"at most {self.max_concurrent} concurrent sessions"
+            f" and {self.max_per_minute} new sessions per minute"
+        )
+
+
+class PermitTimeout(Exception):
+    """No permit for the target before the deadline."""
+
+    def __init__(
+        self, target: str, limits: TargetLimits, waited: float, reason: _Reason | None
+    ) -> None:
+        self.target = target
+        self.limits = limits
+        self.waited = waited
+        self.reason = reason
+        refused = f"; last refused by the {reason} limit" if reason else ""
+        super().__init__(
+            f"no permit for target {target} after waiting {waited:.3f} s"
+            f" (limits: {limits.describe()}{refused})"
+        )
+
+
+class LimiterUnavailable(Exception):
+    """Redis failed (or did not answer before the deadline): the limits cannot be enforced."""
+
+    def __init__(self, target: str, detail: str) -> None:
+        self.target = target
+        super().__init__(f"target limiter unavailable for {target}: {detail}")
+
+
+class TargetLimiter:
+    """Hands out permits for target servers; one instance per event loop (its client is)."""
+
+    def __init__(
+        self,
+        redis: redis.asyncio.Redis,
+        limits: TargetLimits,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
+        self._redis = redis
+        self._limits = limits
+        self._prefix = prefix
+        self._acquire = redis.register_script(_ACQUIRE_LUA)
+        self._release = redis.register_script(_RELEASE_LUA)
+        self._in_use = redis.register_script(_IN_USE_LUA)
+        # Strong references to releases running in the background (see `_spawn_release`).
+        self._releases: set[asyncio.Task[None]] = set()
+
+    @property
+    def limits(self) -> TargetLimits:
+        return self._limits
+
+    def keys(self, target: str) -> tuple[str, str]:
+        """The (sessions, starts) keys of `target`."""
+        base = f"{self._prefix}{target}"
+        return f"{base}:sessions", f"{base}:starts"
+
+    @asynccontextmanager
+    async def permit(self, target: str, *, deadline: float, lease: float) -> AsyncIterator[float]:
+        """Wait for a permit for `target`, yield the seconds waited, release it on exit.
+
+        Polls with a short jittered backoff and never waits past `deadline` (a
+        ``time.monotonic()`` value), then raises PermitTimeout. `lease` is how long the permit
+        may be held before it expires by itself: the caller passes its check timeout plus a
+        margin, so a worker that dies holding a permit blocks the target for at most `lease`.
+        The permit is released on exit, also on error or cancellation. Raises
+        LimiterUnavailable when Redis fails or does not answer before the deadline.
+        """
+        if not (math.isfinite(lease) and lease > 0):
+            raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
+        token = uuid.uuid4().hex
+        waited = await self._wait_for_permit(target, token, deadline, math.ceil(lease * 1000))
+        try:
+            yield waited
+        finally:
+            # Shielded: a second cancellation while releasing must not leave the slot taken
+            # for a whole lease.
+            await asyncio.shield(self._spawn_release(target, token))
+
+    async def in_use(self, target: str) -> int:
+        """Live (unexpired) permits for `target`, across all workers."""
+        sessions, _ = self.keys(target)
+        try:
+            return int(await self._in_use(keys=[sessions]))
+        except _UNAVAILABLE_ERRORS as exc:
+            raise LimiterUnavailable(target, _describe(exc)) from exc
+
+    async def _wait_for_permit(
+        self, target: str, token: str, deadline: float, lease_ms: int
+    ) -> float:
+        start = time.monotonic()
+        args = (
+            token,
+            self._limits.max_concurrent,
+            self._limits.max_per_minute,
+            lease_ms,
+            WINDOW_SECONDS * 1000,
+        )
+        answered = False  # has Redis answered at least once during this wait?
+        reason: _Reason | None = None
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PermitTimeout(target, self._limits, time.monotonic() - start, reason)
+            try:
+                granted, reason_code, retry_ms = await self._try_acquire(
+                    target, token, args, remaining
+                )
+            except _NoReplyInTime as exc:
+                if answered:
+                    # Redis answered earlier: the target was full and time ran out.
+                    waited = time.monotonic() - start
+                    raise PermitTimeout(target, self._limits, waited, reason) from exc
+                raise LimiterUnavailable(
+                    target, f"no reply from Redis within {remaining:.3f} s (the deadline)"
+                ) from exc
+            answered = True
+            if granted:
+                return time.monotonic() - start
+            reason = _REASONS[reason_code]
+            delay = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2**attempt) * random.uniform(0.5, 1.0)
+            if reason == "rate":
+                # Nothing frees a rate slot before the oldest start leaves the window.
+                delay = max(delay, retry_ms / 1000 + random.uniform(0, _BACKOFF_FIRST))
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PermitTimeout(target, self._limits, time.monotonic() - start, reason)
+            # Sleeping to the deadline exactly leaves one last attempt at the deadline.
+            await asyncio.sleep(min(delay, remaining))
+
+    async def _try_acquire(
+        self, target: str, token: str, args: Sequence[str | int], remaining: float
+    ) -> tuple[bool, int, int]:
+        """One attempt, bounded by the deadline; returns (granted, reason code, retry ms)."""
+        completed = False
+        try:
+            async with asyncio.timeout(remaining) as budget:
+                reply = await self._acquire(keys=list(self.keys(target)), args=list(args))
+            completed = True
+        except TimeoutError as exc:
+            if not budget.expired():
+                raise
+            raise _NoReplyInTime from exc
+        except _UNAVAILABLE_ERRORS as exc:
+            raise LimiterUnavailable(target, _describe(exc)) from exc
+        finally:
+            if not completed:
+                # The script may have run before the reply was lost (deadline, cancellation,
+                # dropped connection): give the slot back rather than hold it for a lease.
+                self._spawn_release(target, token, level=logging.DEBUG)
+        granted, reason_code, retry_ms = (int(value) for value in reply)
+        return granted == 1, reason_code, retry_ms
+
+    def _spawn_release(
+        self, target: str, token: str, *, level: int = logging.WARNING
+    ) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(self._release_quietly(target, token, level))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+        return task
+
+    async def _release_quietly(self, target: str, token: str, level: int) -> None:
+        """Release, or leave it to the lease: a failed release must not mask the check's outcome."""
+        sessions, _ = self.keys(target)
+        try:
+            async with asyncio.timeout(_RELEASE_TIMEOUT):
+                await self._release(keys=[sessions], args=[token])
+        except (TimeoutError, *_UNAVAILABLE_ERRORS) as exc:
+            log.log(
+                level,
+                "could not release the permit for target %s (%s); it expires with its lease",
+                target,
+                _describe(exc),
+            )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or "no detail"
+    return f"Redis failed: {type(exc).__name__}: {text}"
