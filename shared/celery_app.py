@@ -49,7 +49,17 @@ def make_app(broker_url: str, sites: Iterable[str], *, visibility_timeout: int =
         # One message per execution slot: prefetched messages age towards the visibility
         # timeout without running, and rate-limited ones block the others.
         worker_prefetch_multiplier=1,
-        broker_transport_options={"visibility_timeout": visibility_timeout},
+        broker_transport_options={
+            "visibility_timeout": visibility_timeout,
+            # kombu sweeps for a dead worker's messages every interval x throttle seconds
+            # (100 s by default): sweep often enough that the visibility timeout is what
+            # decides how soon a check comes back.
+            "unacked_restore_interval": max(1, min(10, visibility_timeout // 4)),
+            "unacked_restore_throttle": 1,
+            # The sweep holds a lock; a worker killed while holding it would stop every sweep
+            # for kombu's default 300 s. A sweep takes milliseconds.
+            "unacked_mutex_expire": 10,
+        },
         broker_connection_retry_on_startup=True,
         task_queues=[declare_queue(check_queue(site)) for site in sites]
         + [declare_queue(RESULTS_QUEUE)],

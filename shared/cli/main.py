@@ -15,6 +15,8 @@ commands:
   check [plugin options]   one check now, output and exit code of centreon_protocol_smtp.pl
                            (smtp-checks check --mode=login --help lists the options)
   config check FILE        validate a config file; print a summary or every error
+  worker --config FILE --site SITE
+                           run the checks of queue checks.SITE
 """
 
 
@@ -35,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         from shared.cli.config_check import run_config  # noqa: PLC0415
 
         return run_config(rest)
+    if command == "worker":
+        from workers.worker_command import run_worker  # noqa: PLC0415
+
+        return run_worker(rest)
     sys.stderr.write(f"smtp-checks: unknown command '{command}'\n{USAGE}")
     return 2
 

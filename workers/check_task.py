@@ -1,0 +1,75 @@
+"""The Celery task a worker runs for each message on `checks.<site>`.
+
+The task is a thin shell: it hands the message to the process's CheckRunner on the shared
+event loop, then publishes what comes out, a CheckResult to `results` or a dead letter to
+`dead_letters`. If publishing fails, the message goes back to the queue (at least once).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import Reject
+from kombu.exceptions import OperationalError
+
+from shared.celery_app import (
+    CHECK_TASK,
+    DEAD_LETTER_QUEUE,
+    RESULT_TASK,
+    RESULTS_QUEUE,
+    declare_queue,
+)
+from shared.messages import CheckResult
+from workers.check_runner import CheckRunner, DeadLetter
+from workers.event_loop import shared_loop
+
+
+def register_check_task(
+    app: Celery, runner: CheckRunner, *, rate_limit: str | None
+) -> Task[..., None]:
+    """Register the check task on `app`; `rate_limit` is per worker (Celery's syntax)."""
+
+    def run_check(
+        task: Task[..., None], /, request: object = None, *args: object, **kwargs: object
+    ) -> None:
+        # Anything but one positional argument is malformed, and is dead-lettered as such.
+        raw = request if not args and not kwargs else {"args": [request, *args], **kwargs}
+        delivery = task.request.delivery_info or {}
+        outcome = shared_loop().run(
+            runner.run(
+                raw,
+                worker=task.request.hostname or "unknown",
+                redelivered=bool(delivery.get("redelivered")),
+            )
+        )
+        try:
+            if isinstance(outcome, DeadLetter):
+                publish_dead_letter(app, outcome)
+            else:
+                publish_result(app, outcome)
+        except OperationalError as error:
+            raise Reject(f"cannot publish the outcome: {error}", requeue=True) from error
+
+    task: Task[..., None] = app.task(
+        name=CHECK_TASK, bind=True, rate_limit=rate_limit, acks_late=True, ignore_result=True
+    )(run_check)
+    return task
+
+
+def publish_result(app: Celery, result: CheckResult) -> None:
+    app.send_task(RESULT_TASK, args=[result.model_dump(mode="json")], queue=RESULTS_QUEUE)
+
+
+def publish_dead_letter(app: Celery, letter: DeadLetter) -> None:
+    queue = declare_queue(DEAD_LETTER_QUEUE)
+    body: dict[str, Any] = letter.as_json()
+    with app.producer_or_acquire() as producer:
+        producer.publish(
+            body,
+            exchange=queue.exchange,
+            routing_key=DEAD_LETTER_QUEUE,
+            declare=[queue],
+            serializer="json",
+            retry=True,
+        )
