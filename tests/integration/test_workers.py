@@ -1,0 +1,324 @@
+"""Real `smtp-checks worker` processes on a real broker against real SMTP servers.
+
+Redis database 12 is the broker (RabbitMQ for the broker test); each test flushes it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from kombu import Connection
+
+from shared.celery_app import check_queue
+from shared.messages import Outcome
+from tests.redis_fixtures import flushed_redis_db
+from tests.smtp_servers import TEST_PASSWORD, TEST_USER, RawServer, SmtpServer, refused_port
+from tests.worker_harness import (
+    RABBITMQ_URL,
+    Deployment,
+    dead_letters,
+    publish,
+    require_rabbitmq,
+    result_of,
+    results,
+)
+
+WORKER_DB = 12
+
+
+@pytest.fixture
+def broker_url() -> Iterator[str]:
+    yield from flushed_redis_db(WORKER_DB)
+
+
+def host(name: str, server: SmtpServer | RawServer | None, **fields: Any) -> dict[str, Any]:
+    port = server.port if server is not None else refused_port()
+    return {
+        "name": name,
+        "address": "127.0.0.1",
+        "port": port,
+        "site": "paris",
+        "tls": "none",
+        **fields,
+    }
+
+
+def settings(broker_url: str, hosts: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    return {"broker_url": broker_url, "sites": {"paris": {}}, "hosts": hosts, **extra}
+
+
+@pytest.fixture
+def deployment(tmp_path: Path) -> Iterator[list[Deployment]]:
+    made: list[Deployment] = []
+    yield made
+    for item in made:
+        item.stop_workers()
+
+
+def test_every_outcome_becomes_a_result(
+    broker_url: str,
+    tmp_path: Path,
+    deployment: list[Deployment],
+    plain_server: SmtpServer,
+    smtp_server_factory: Any,
+    raw_server_factory: Any,
+) -> None:
+    refusing = smtp_server_factory(rcpt_reply="550 5.1.1 no such user")
+    silent = raw_server_factory("silent")
+    login = {"login": {}}
+    auth = {"username": TEST_USER, "password": "env:SMTP_TEST_PASSWORD"}
+    d = Deployment.write(tmp_path, settings(broker_url, [
+        host("ok", plain_server, checks=login),
+        host("auth-ok", plain_server, checks=login, **auth),
+        host("auth-bad", plain_server, checks=login, username=TEST_USER, password="env:SMTP_WRONG_PASSWORD"),
+        host("no-secret", plain_server, checks=login, username=TEST_USER, password="env:SMTP_NOT_SET"),
+        host("refused", None, checks=login),
+        host("silent", silent, checks={"login": {"timeout": 1}}),
+        host("rejecting", refusing, checks={"message": {"from": "a@example.com", "to": "b@example.net"}}),
+        host("stale", plain_server, checks=login),
+    ]))  # fmt: skip
+    deployment.append(d)
+    d.start_worker(
+        "paris", name="w1",
+        env={"SMTP_TEST_PASSWORD": TEST_PASSWORD, "SMTP_WRONG_PASSWORD": "not-the-password"},
+    )  # fmt: skip
+    app = d.app()
+    for check in d.config.scheduled_checks():
+        stale = check.host == "stale"
+        publish(
+            app, d.request(check.check_id, late=120 if stale else 0, stale_in=60 if stale else 120)
+        )
+    got = {r.host: r for r in results(broker_url, 8)}
+    assert {name: r.outcome for name, r in got.items()} == {
+        "ok": Outcome.SUCCESS,
+        "auth-ok": Outcome.SUCCESS,
+        "auth-bad": Outcome.AUTH,
+        "no-secret": Outcome.CREDENTIAL,
+        "refused": Outcome.REFUSED,
+        "silent": Outcome.TIMEOUT,
+        "rejecting": Outcome.REJECTED,
+        "stale": Outcome.STALE,
+    }
+    assert all(r.worker == "w1@test" for r in got.values())
+    assert got["ok"].time is not None and got["ok"].time < 5
+    assert got["ok"].queue_wait >= 0 and got["ok"].started_at is not None
+    assert got["silent"].detail == "timeout after 1s waiting for the banner"
+    assert "env:SMTP_NOT_SET" in got["no-secret"].detail and "w1@test" in got["no-secret"].detail
+    assert got["stale"].time is None and got["stale"].queue_wait >= 120
+    assert "550 5.1.1 no such user" in got["rejecting"].detail
+    assert [a.success for a in plain_server.auth_attempts] == [True, False] or [
+        a.success for a in plain_server.auth_attempts
+    ] == [False, True]
+    # The stale and credential-less checks never reached the server.
+    assert plain_server.session_count == 3
+
+
+def test_pickle_is_refused_and_the_worker_carries_on(
+    broker_url: str, tmp_path: Path, deployment: list[Deployment], plain_server: SmtpServer
+) -> None:
+    d = Deployment.write(
+        tmp_path, settings(broker_url, [host("mx1", plain_server, checks={"login": {}})])
+    )
+    deployment.append(d)
+    d.start_worker("paris", name="w1")
+    app = d.app()
+    request = d.request("mx1/login")
+    publish(app, request, serializer="pickle")
+    publish(app, d.request("mx1/login"))
+    (only,) = results(broker_url, 2, timeout=15)
+    assert only.outcome is Outcome.SUCCESS and only.run_id != request.run_id
+    assert plain_server.session_count == 1
+    assert "pickle" in d.log_text()  # Celery says what it refused
+
+
+def test_invalid_message_is_dead_lettered_without_secrets(
+    broker_url: str, tmp_path: Path, deployment: list[Deployment], plain_server: SmtpServer
+) -> None:
+    d = Deployment.write(
+        tmp_path, settings(broker_url, [host("mx1", plain_server, checks={"login": {}})])
+    )
+    deployment.append(d)
+    d.start_worker("paris", name="w1")
+    app = d.app()
+    app.send_task(
+        "smtp_checks.run_check",
+        args=[
+            {
+                "check_id": "mx1/login",
+                "password": "hunter2-secret",
+                "nested": {"api_token": "tok-123"},
+            }
+        ],
+        queue=check_queue("paris"),
+    )
+    publish(app, d.request("mx1/login"))
+    (letter,) = dead_letters(broker_url, 1)
+    assert letter["reason"] == "invalid CheckRequest"
+    assert any(error.startswith("run_id: ") for error in letter["errors"])
+    assert letter["message"]["password"] == "<redacted>"
+    assert letter["message"]["nested"]["api_token"] == "<redacted>"
+    assert "hunter2" not in str(letter) and "hunter2" not in d.log_text()
+    (result,) = results(broker_url, 1)
+    assert result.outcome is Outcome.SUCCESS  # the worker is alive and well
+
+
+def test_a_killed_workers_check_is_redelivered_to_another(
+    broker_url: str, tmp_path: Path, deployment: list[Deployment], smtp_server_factory: Any
+) -> None:
+    slow = smtp_server_factory(banner_delay=3.0)
+    d = Deployment.write(
+        tmp_path,
+        settings(
+            broker_url, [host("mx1", slow, checks={"login": {"timeout": 10}})], visibility_timeout=2
+        ),
+    )
+    deployment.append(d)
+    first = d.start_worker("paris", name="doomed")
+    request = d.request("mx1/login")
+    publish(d.app(), request)
+    assert slow.wait_for_sessions(1, timeout=20)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    d.start_worker("paris", name="rescuer")
+    (result,) = results(broker_url, 1, timeout=40)
+    assert result.run_id == request.run_id
+    assert result.worker == "rescuer@test"
+    assert result.outcome is Outcome.SUCCESS
+    assert slow.session_count == 2
+
+
+def test_target_limits_hold_across_two_workers(
+    broker_url: str, tmp_path: Path, deployment: list[Deployment], smtp_server_factory: Any
+) -> None:
+    busy = smtp_server_factory(hold_seconds=0.4)
+    d = Deployment.write(
+        tmp_path,
+        settings(
+            broker_url,
+            [
+                host(f"alias{i}", busy, checks={"login": {"timeout": 20, "interval": 60}})
+                for i in range(12)
+            ],
+            target_limits={"max_concurrent": 2, "max_per_minute": 1000},
+        ),
+    )
+    deployment.append(d)
+    d.start_worker("paris", name="w1", concurrency=10)
+    d.start_worker("paris", name="w2", concurrency=10)
+    app = d.app()
+    for check in d.config.scheduled_checks():
+        publish(app, d.request(check.check_id))
+    got = results(broker_url, 12, timeout=40)
+    assert [r.outcome for r in got] == [Outcome.SUCCESS] * 12
+    assert {r.worker for r in got} == {"w1@test", "w2@test"}
+    assert busy.max_concurrent_sessions == 2
+    assert max(r.permit_wait for r in got) > 0  # some waited, and that is not in `time`
+    assert all(r.time is not None and r.time < 2 for r in got)
+
+
+def test_no_password_in_redis_messages_or_logs(
+    broker_url: str, tmp_path: Path, deployment: list[Deployment], plain_server: SmtpServer
+) -> None:
+    secret = {"username": TEST_USER, "password": "env:SMTP_TEST_PASSWORD"}
+    d = Deployment.write(tmp_path, {
+        **settings(broker_url, [
+            host("mx1", plain_server, checks={"login": {}}, **secret),
+            {**host("mx2", plain_server, checks={"login": {}}, **secret), "site": "lyon"},
+        ]),
+        "sites": {"paris": {}, "lyon": {}},
+    })  # fmt: skip
+    deployment.append(d)
+    d.start_worker("paris", name="w1", env={"SMTP_TEST_PASSWORD": TEST_PASSWORD})
+    app = d.app()
+    publish(app, d.request("mx1/login"))
+    publish(app, d.request("mx1/login"))
+    publish(app, d.request("mx2/login"))  # lyon has no worker: it stays queued
+    (first,) = results(broker_url, 1)
+    assert first.outcome is Outcome.SUCCESS and plain_server.auth_attempts[0].success
+    client = redis.Redis.from_url(broker_url)
+    assert plain_server.wait_for_sessions(2)
+    assert client.llen("checks.lyon") == 1
+    dump = b""
+    for key in client.scan_iter():
+        kind = client.type(key)
+        if kind == b"string":
+            dump += client.get(key) or b""
+        elif kind == b"list":
+            dump += b"".join(client.lrange(key, 0, -1))
+        elif kind == b"hash":
+            dump += b"".join(k + v for k, v in client.hgetall(key).items())
+        elif kind == b"zset":
+            dump += b"".join(m for m, _ in client.zrange(key, 0, -1, withscores=True))
+        elif kind == b"set":
+            dump += b"".join(client.smembers(key))
+        dump += key
+    assert b"env:SMTP_TEST_PASSWORD" in dump  # the reference travels (lyon's request)...
+    assert TEST_PASSWORD.encode() not in dump  # ...never the password
+    assert TEST_PASSWORD not in d.log_text()
+    assert TEST_PASSWORD not in first.model_dump_json()
+
+
+def test_site_rate_limit_spaces_checks(
+    broker_url: str, tmp_path: Path, deployment: list[Deployment], plain_server: SmtpServer
+) -> None:
+    d = Deployment.write(tmp_path, {
+        **settings(broker_url, [host(f"h{i}", plain_server, checks={"login": {}}) for i in range(6)]),
+        "sites": {"paris": {"rate_limit": "2/s"}},
+    })  # fmt: skip
+    deployment.append(d)
+    d.start_worker("paris", name="w1")
+    app = d.app()
+    for check in d.config.scheduled_checks():
+        publish(app, d.request(check.check_id))
+    got = results(broker_url, 6, timeout=30)
+    starts = sorted(r.started_at or 0 for r in got)
+    assert len(got) == 6
+    assert starts[-1] - starts[0] >= 2.0  # 6 checks at 2 a second cannot start within 2 s
+
+
+def test_rabbitmq_broker(
+    broker_url: str, tmp_path: Path, deployment: list[Deployment], plain_server: SmtpServer
+) -> None:
+    require_rabbitmq()
+    site = f"rabbit{uuid.uuid4().hex[:8]}"  # queues of our own on a shared vhost
+    state_db = broker_url  # Redis still holds the per-target limits
+    d = Deployment.write(tmp_path, {
+        "broker_url": RABBITMQ_URL, "redis_url": state_db, "sites": {site: {}},
+        "hosts": [{**host("mx1", plain_server, checks={"login": {}}), "site": site}],
+    })  # fmt: skip
+    deployment.append(d)
+    d.start_worker(site, name="w1")
+    try:
+        request = d.request("mx1/login")
+        publish(d.app(), request)
+        result = result_of(RABBITMQ_URL, request.run_id)
+        assert result is not None
+        assert result.outcome is Outcome.SUCCESS and result.site == site
+    finally:
+        d.stop_workers()
+        with Connection(RABBITMQ_URL) as connection:
+            channel = connection.channel()
+            channel.queue_delete(check_queue(site))
+            channel.exchange_delete(check_queue(site))
+
+
+def test_worker_refuses_an_unknown_site(tmp_path: Path, plain_server: SmtpServer) -> None:
+    d = Deployment.write(
+        tmp_path,
+        settings("redis://127.0.0.1:6379/12", [host("mx1", plain_server, checks={"login": {}})]),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "shared.cli.main", "worker", "--config", str(d.path), "--site", "tokyo"],
+        capture_output=True, text=True, timeout=60, check=False, env=os.environ,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "unknown site 'tokyo' (sites in the config: paris)" in done.stderr
