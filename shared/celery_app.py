@@ -1,8 +1,8 @@
-"""The Celery app every role shares: JSON only, one queue per site, one for results.
+"""The Celery app every role shares: JSON only, one queue of checks per site.
 
-Roles register their own tasks on it (the check task in `workers/`, the result task in the
-consumer); this module only fixes names and delivery settings, so producers and consumers
-always agree on them.
+The worker registers the check task on it; this module only fixes names and delivery
+settings, so producers and workers always agree on them. Results do not go through Celery:
+see shared/result_queue.py.
 """
 
 from __future__ import annotations
@@ -13,8 +13,6 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 CHECK_TASK = "smtp_checks.run_check"
-RESULT_TASK = "smtp_checks.record_result"
-RESULTS_QUEUE = "results"
 DEAD_LETTER_QUEUE = "dead_letters"
 
 
@@ -41,7 +39,7 @@ def make_app(broker_url: str, sites: Iterable[str], *, visibility_timeout: int =
         task_serializer="json",
         accept_content=["json"],
         result_accept_content=["json"],
-        # Results travel as messages on the `results` queue, not through a result backend.
+        # Results travel on our results queue (shared/result_queue.py), not a result backend.
         task_ignore_result=True,
         task_store_errors_even_if_ignored=False,
         task_acks_late=True,
@@ -61,10 +59,7 @@ def make_app(broker_url: str, sites: Iterable[str], *, visibility_timeout: int =
             "unacked_mutex_expire": 10,
         },
         broker_connection_retry_on_startup=True,
-        task_queues=[declare_queue(check_queue(site)) for site in sites]
-        + [declare_queue(RESULTS_QUEUE)],
-        task_default_queue=RESULTS_QUEUE,
-        task_routes={RESULT_TASK: {"queue": RESULTS_QUEUE}},
+        task_queues=[declare_queue(check_queue(site)) for site in sites],
         task_send_sent_event=False,
         worker_send_task_events=False,
         worker_hijack_root_logger=False,

@@ -359,6 +359,11 @@ _FORWARDER_TYPES = ("command_file", "api_v2", "api_v1")
 class Centreon(_Model):
     forwarders: list[Forwarder] = []
     resend_interval: PositiveInt = 300  # seconds: forward the current state at least this often
+    # Results waiting for an unreachable Centreon, per forwarder; past it refreshes are dropped
+    # (state changes never are).
+    outbox_max_length: PositiveInt = 100_000
+    # Seconds after a run's stale time before its missing result is reported as orphaned.
+    orphan_grace: PositiveInt = 30
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,13 @@ class CheckResult(_Message):
     tls_cipher: str | None = None
     cert_days_left: float | None = None
 
+    @field_validator("detail", "tls_version", "tls_cipher")
+    @classmethod
+    def _sanitised(cls, value: str | None) -> str | None:
+        # The worker sanitised it; a result is still network-borne text when it reaches the
+        # consumer, and only sanitised text may go on to Centreon.
+        return None if value is None else sanitize(value)
+
     @classmethod
     def not_run(
         cls, request: CheckRequest, handling: Handling, outcome: Outcome, detail: str
@@ -200,7 +207,7 @@ class CheckResult(_Message):
                 **handling.fields(),
                 "ended_at": time.time(),
                 "outcome": outcome,
-                "detail": sanitize(detail),
+                "detail": detail,
             }
         )
 

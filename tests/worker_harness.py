@@ -20,20 +20,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 from celery import Celery
 from kombu import Connection
 
-from shared.celery_app import (
-    CHECK_TASK,
-    DEAD_LETTER_QUEUE,
-    RESULTS_QUEUE,
-    check_queue,
-    declare_queue,
-    make_app,
-)
+from shared.celery_app import CHECK_TASK, DEAD_LETTER_QUEUE, check_queue, declare_queue, make_app
 from shared.config import Config, ScheduledCheck, load_config
 from shared.messages import CheckRequest, CheckResult
+from shared.result_queue import ResultQueue
 
 RABBITMQ_URL = os.environ.get("SMTP_CHECKS_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
 
@@ -139,33 +134,34 @@ def drain(broker_url: str, queue_name: str, count: int, timeout: float) -> list[
     return payloads
 
 
-def results(broker_url: str, count: int, timeout: float = 30.0) -> list[CheckResult]:
-    """Up to `count` CheckResults from the results queue (Celery task messages)."""
-    return [
-        CheckResult.model_validate(payload[0][0])
-        for payload in drain(broker_url, RESULTS_QUEUE, count, timeout)
-    ]
-
-
-def result_of(broker_url: str, run_id: str, timeout: float = 30.0) -> CheckResult | None:
-    """The result of one run, leaving any other message on the results queue untouched
-    (for a broker shared with other users, such as a RabbitMQ vhost)."""
+def results(redis_url: str, count: int, timeout: float = 30.0) -> list[CheckResult]:
+    """Up to `count` CheckResults taken from the result queue (in the Redis at `redis_url`)
+    within `timeout` seconds."""
+    client = redis.Redis.from_url(redis_url)
+    queue_key = ResultQueue(client).key
+    taken: list[CheckResult] = []
     deadline = time.monotonic() + timeout
-    with Connection(broker_url) as connection:
-        simple = connection.SimpleQueue(declare_queue(RESULTS_QUEUE))
-        try:
-            while time.monotonic() < deadline:
-                try:
-                    message = simple.get(timeout=1.0)
-                except queue.Empty:
-                    continue
-                result = CheckResult.model_validate(message.payload[0][0])
-                if result.run_id == run_id:
-                    message.ack()
-                    return result
-                message.requeue()
-        finally:
-            simple.close()
+    while len(taken) < count and time.monotonic() < deadline:
+        raw = client.lpop(queue_key, count - len(taken))
+        if not raw:
+            time.sleep(0.05)
+            continue
+        taken.extend(CheckResult.model_validate_json(item) for item in raw)
+    return taken
+
+
+def result_of(redis_url: str, run_id: str, timeout: float = 30.0) -> CheckResult | None:
+    """The result of one run, leaving any other result on the queue untouched."""
+    client = redis.Redis.from_url(redis_url)
+    queue_key = ResultQueue(client).key
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for raw in client.lrange(queue_key, 0, -1):
+            result = CheckResult.model_validate_json(raw)
+            if result.run_id == run_id:
+                client.lrem(queue_key, 1, raw)
+                return result
+        time.sleep(0.05)
     return None
 
 

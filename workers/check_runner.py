@@ -45,6 +45,7 @@ class CheckRunner:
     """What a worker process does with each message; shared by all its checks."""
 
     def __init__(self, limiter: TargetLimiter | None) -> None:
+        # None only where no Redis is at hand (tests of the runner alone).
         self._limiter = limiter
 
     async def run(

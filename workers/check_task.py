@@ -1,34 +1,37 @@
 """The Celery task a worker runs for each message on `checks.<site>`.
 
 The task is a thin shell: it hands the message to the process's CheckRunner on the shared
-event loop, then publishes what comes out, a CheckResult to `results` or a dead letter to
-`dead_letters`. If publishing fails, the message goes back to the queue (at least once).
+event loop, then publishes what comes out, a CheckResult to the results queue (Redis) or a
+dead letter to `dead_letters`. If publishing fails, the message goes back to the queue (at
+least once).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import redis
 from celery import Celery, Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from shared.celery_app import (
-    CHECK_TASK,
-    DEAD_LETTER_QUEUE,
-    RESULT_TASK,
-    RESULTS_QUEUE,
-    declare_queue,
-)
-from shared.messages import CheckResult
+from shared.adhoc_replies import AdhocReplies
+from shared.celery_app import CHECK_TASK, DEAD_LETTER_QUEUE, declare_queue
+from shared.result_queue import ResultQueue
 from workers.check_runner import CheckRunner, DeadLetter
 from workers.event_loop import shared_loop
 
 
 def register_check_task(
-    app: Celery, runner: CheckRunner, *, rate_limit: str | None
+    app: Celery,
+    runner: CheckRunner,
+    results: ResultQueue,
+    *,
+    rate_limit: str | None,
+    replies: AdhocReplies,
 ) -> Task[..., None]:
-    """Register the check task on `app`; `rate_limit` is per worker (Celery's syntax)."""
+    """Register the check task on `app`; `rate_limit` is per worker (Celery's syntax).
+    Ad hoc results also go to `replies`, for an enqueuer that waits for them."""
 
     def run_check(
         task: Task[..., None], /, request: object = None, *args: object, **kwargs: object
@@ -47,18 +50,16 @@ def register_check_task(
             if isinstance(outcome, DeadLetter):
                 publish_dead_letter(app, outcome)
             else:
-                publish_result(app, outcome)
-        except OperationalError as error:
+                results.push(outcome)
+                if outcome.adhoc:
+                    replies.post(outcome)
+        except (OperationalError, redis.RedisError) as error:
             raise Reject(f"cannot publish the outcome: {error}", requeue=True) from error
 
     task: Task[..., None] = app.task(
         name=CHECK_TASK, bind=True, rate_limit=rate_limit, acks_late=True, ignore_result=True
     )(run_check)
     return task
-
-
-def publish_result(app: Celery, result: CheckResult) -> None:
-    app.send_task(RESULT_TASK, args=[result.model_dump(mode="json")], queue=RESULTS_QUEUE)
 
 
 def publish_dead_letter(app: Celery, letter: DeadLetter) -> None:

@@ -17,6 +17,7 @@ commands:
   config check FILE        validate a config file; print a summary or every error
   worker --config FILE --site SITE
                            run the checks of queue checks.SITE
+  consumer --config FILE   turn results into Centreon passive results and forward them
 """
 
 
@@ -37,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         from shared.cli.config_check import run_config  # noqa: PLC0415
 
         return run_config(rest)
+    if command == "consumer":
+        from workers.consumer_command import run_consumer  # noqa: PLC0415
+
+        return run_consumer(rest)
     if command == "worker":
         from workers.worker_command import run_worker  # noqa: PLC0415
 

@@ -300,7 +300,7 @@ def test_rabbitmq_broker(
     try:
         request = d.request("mx1/login")
         publish(d.app(), request)
-        result = result_of(RABBITMQ_URL, request.run_id)
+        result = result_of(state_db, request.run_id)
         assert result is not None
         assert result.outcome is Outcome.SUCCESS and result.site == site
     finally:

@@ -1,0 +1,36 @@
+"""Where an ad hoc check's result waits for whoever enqueued it (`enqueue --wait`).
+
+The worker pushes the result of an ad hoc request to a short-lived Redis list named after
+its run; the enqueuer blocks on that list. Scheduled checks never use it, and an ad hoc
+result still goes to the `results` queue like any other, so Centreon sees it too.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from shared.messages import CheckResult
+
+DEFAULT_PREFIX = "smtp-checks:adhoc:"
+REPLY_TTL = 600  # seconds a reply waits for a reader that may have given up
+
+
+class AdhocReplies:
+    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def post(self, result: CheckResult) -> None:
+        key = self._prefix + result.run_id
+        pipe = self._client.pipeline()
+        pipe.rpush(key, result.model_dump_json())
+        pipe.expire(key, REPLY_TTL)
+        pipe.execute()
+
+    def wait(self, run_id: str, timeout: float) -> CheckResult | None:
+        """The result of run `run_id`, or None if none came within `timeout` seconds."""
+        reply = self._client.blpop([self._prefix + run_id], timeout=max(timeout, 0.01))
+        if reply is None:
+            return None
+        self._client.delete(self._prefix + run_id)
+        return CheckResult.model_validate_json(reply[1])

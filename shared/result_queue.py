@@ -1,0 +1,92 @@
+"""The results queue: CheckResults from workers to consumers, as a Redis list.
+
+Why a Redis list and not a broker queue: one consumer process must take thousands of
+results a second, so it takes them in batches. Through kombu's Redis transport every
+message costs a BRPOP and two transactions; here a batch costs one script. Workers and
+consumers need Redis anyway (per-target limits, state), whatever the check broker is.
+
+Nothing is lost when a consumer dies: a batch moves atomically to that consumer's
+in-flight list and is removed only once recorded. A consumer that stops renewing its
+lease (killed, hung) has its in-flight batch put back at the head of the queue, in order,
+by any live consumer.
+"""
+
+from __future__ import annotations
+
+import redis
+
+from shared.messages import CheckResult
+
+DEFAULT_PREFIX = "smtp-checks:"
+
+# KEYS: queue, in-flight, lease, consumers set. ARGV: batch size, lease ms, consumer id.
+_TAKE = """
+redis.call('SET', KEYS[3], 1, 'PX', ARGV[2])
+redis.call('SADD', KEYS[4], ARGV[3])
+local inflight = redis.call('LRANGE', KEYS[2], 0, -1)
+if #inflight > 0 then return inflight end
+local batch = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+if #batch == 0 then return batch end
+redis.call('LTRIM', KEYS[1], #batch, -1)
+redis.call('RPUSH', KEYS[2], unpack(batch))
+return batch
+"""
+
+# KEYS: queue, consumers set. ARGV: key prefix. Give back the batches of dead consumers.
+_RECLAIM = """
+local returned = 0
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if redis.call('EXISTS', ARGV[1] .. 'lease:' .. id) == 0 then
+    local inflight = ARGV[1] .. 'inflight:' .. id
+    local items = redis.call('LRANGE', inflight, 0, -1)
+    for i = #items, 1, -1 do redis.call('LPUSH', KEYS[1], items[i]) end
+    returned = returned + #items
+    redis.call('DEL', inflight)
+    redis.call('SREM', KEYS[2], id)
+  end
+end
+return returned
+"""
+
+
+class ResultQueue:
+    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+        self._client = client
+        self.key = f"{prefix}results"
+        self._consumer_prefix = f"{prefix}results:"
+        self._consumers = f"{prefix}results:consumers"
+        self._take = client.register_script(_TAKE)
+        self._reclaim = client.register_script(_RECLAIM)
+
+    def push(self, result: CheckResult) -> None:
+        self._client.rpush(self.key, result.model_dump_json())
+
+    def take(self, consumer: str, size: int, *, lease: float) -> list[bytes]:
+        """The next batch for `consumer` (its unfinished one first); renews its lease."""
+        keys = [self.key, self._inflight(consumer), self._lease(consumer), self._consumers]
+        return list(self._take(keys=keys, args=[size, int(lease * 1000), consumer]))
+
+    def done(self, consumer: str) -> None:
+        """The batch last taken by `consumer` is recorded."""
+        self._client.delete(self._inflight(consumer))
+
+    def leave(self, consumer: str) -> None:
+        """A clean stop: nothing in flight, no lease to wait for."""
+        self.reclaim_from(consumer)
+
+    def reclaim(self) -> int:
+        """Put the batches of consumers whose lease expired back at the head; how many."""
+        return int(self._reclaim(keys=[self.key, self._consumers], args=[self._consumer_prefix]))
+
+    def reclaim_from(self, consumer: str) -> int:
+        self._client.delete(self._lease(consumer))
+        return self.reclaim()
+
+    def length(self) -> int:
+        return int(self._client.llen(self.key))
+
+    def _inflight(self, consumer: str) -> str:
+        return f"{self._consumer_prefix}inflight:{consumer}"
+
+    def _lease(self, consumer: str) -> str:
+        return f"{self._consumer_prefix}lease:{consumer}"

@@ -1,0 +1,523 @@
+"""The Centreon REST API v2 and v1 forwarders against a real local HTTP server playing both
+APIs (tests/centreon_api_fake.py): no mock of httpx anywhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.config import ApiV1Forwarder as ApiV1Config
+from shared.config import ApiV2Forwarder as ApiV2Config
+from shared.config import SecretRef
+from tests.centreon_api_fake import V2_PREFIX, CentreonApiFake, SubmittedV1, SubmittedV2
+from workers.forwarders.api_v1 import ApiV1Forwarder
+from workers.forwarders.api_v2 import ApiV2Forwarder
+from workers.forwarders.base import Forwarder, ForwardError, PassiveResult
+from workers.secrets import SecretNotFound
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+
+KNOWN = {
+    ("mx1", "SMTP-Login"): (12, 101),
+    ("mx1", "SMTP-Message"): (12, 102),
+    ("mx2", "SMTP-Login"): (13, 201),
+}
+PASSWORD = "Api-S3cret!"
+CHECK_TIME = 1_700_000_000.75
+
+
+def result(
+    host: str = "mx1",
+    service: str = "SMTP-Login",
+    status: int = 0,
+    output: str = "OK: Response time 0.005 second(s)",
+    perfdata: str = "'time'=0.005s;;;0;",
+) -> PassiveResult:
+    return PassiveResult(host, service, status, output, perfdata, CHECK_TIME)
+
+
+@pytest.fixture
+def fake() -> Iterator[CentreonApiFake]:
+    with CentreonApiFake(username="api", password=PASSWORD, known=KNOWN) as server:
+        yield server
+
+
+@pytest.fixture
+def v2(fake: CentreonApiFake) -> Iterator[ApiV2Forwarder]:
+    forwarder = ApiV2Forwarder(fake.url_v2, "api", PASSWORD, timeout=2.0)
+    yield forwarder
+    forwarder.close()
+
+
+@pytest.fixture
+def v1(fake: CentreonApiFake) -> Iterator[ApiV1Forwarder]:
+    forwarder = ApiV1Forwarder(fake.url_v1, "api", PASSWORD, timeout=2.0)
+    yield forwarder
+    forwarder.close()
+
+
+def refused_url(path: str) -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}{path}"
+
+
+def test_both_satisfy_the_forwarder_protocol(
+    fake: CentreonApiFake, v2: ApiV2Forwarder, v1: ApiV1Forwarder
+) -> None:
+    forwarders: list[Forwarder] = [v2, v1]
+    assert [f.name for f in forwarders] == [
+        f"api_v2:127.0.0.1:{fake.port}",
+        f"api_v1:127.0.0.1:{fake.port}",
+    ]
+
+
+# --- API v2 ------------------------------------------------------------------------------------
+
+
+def test_v2_logs_in_once_and_reuses_the_token(fake: CentreonApiFake, v2: ApiV2Forwarder) -> None:
+    for _ in range(3):
+        v2.deliver([result()])
+    logins = fake.calls("POST", "/login")
+    assert len(logins) == 1
+    assert logins[0].body == {"security": {"credentials": {"login": "api", "password": PASSWORD}}}
+    submits = fake.calls("POST", "/monitoring/resources/submit")
+    assert len(submits) == 3
+    assert len({s.headers["x-auth-token"] for s in submits}) == 1
+    assert all(s.status == 204 for s in submits)
+    assert v2.logins == 1
+    assert v2.delivered == 3
+
+
+def test_v2_batched_submit_body_is_exactly_as_documented(
+    fake: CentreonApiFake, v2: ApiV2Forwarder
+) -> None:
+    batch = [
+        result("mx2", "SMTP-Login", 2, "CRITICAL: cannot connect", ""),
+        result("mx1", "SMTP-Login", 0),
+        result(
+            "mx1", "SMTP-Message", 1, "WARNING: Response time 3.1 second(s)", "'time'=3.1s;2;5;0;"
+        ),
+    ]
+    v2.deliver(batch)
+    [submit] = fake.calls("POST", "/monitoring/resources/submit")
+    assert submit.headers["content-type"] == "application/json"
+    assert submit.body == {
+        "resources": [
+            {
+                "type": "service",
+                "id": 201,
+                "parent": {"id": 13},
+                "status": 2,
+                "output": "CRITICAL: cannot connect",
+                "performance_data": "",
+            },
+            {
+                "type": "service",
+                "id": 101,
+                "parent": {"id": 12},
+                "status": 0,
+                "output": "OK: Response time 0.005 second(s)",
+                "performance_data": "'time'=0.005s;;;0;",
+            },
+            {
+                "type": "service",
+                "id": 102,
+                "parent": {"id": 12},
+                "status": 1,
+                "output": "WARNING: Response time 3.1 second(s)",
+                "performance_data": "'time'=3.1s;2;5;0;",
+            },
+        ]
+    }
+    # No check-time field: API v2 stamps the web server's own time.
+    assert [s.service_id for s in fake.submits_v2] == [201, 101, 102]
+
+
+def test_v2_resolves_names_once_per_service(fake: CentreonApiFake, v2: ApiV2Forwarder) -> None:
+    for _ in range(3):
+        v2.deliver([result("mx1", "SMTP-Login"), result("mx1", "SMTP-Message")])
+    lookups = fake.calls("GET", "/monitoring/services")
+    assert len(lookups) == 2
+    searches = [json.loads(lookup.query["search"]) for lookup in lookups]
+    assert searches == [
+        {"$and": [{"host.name": {"$eq": "mx1"}}, {"service.description": {"$eq": "SMTP-Login"}}]},
+        {"$and": [{"host.name": {"$eq": "mx1"}}, {"service.description": {"$eq": "SMTP-Message"}}]},
+    ]
+    assert v2.lookups == 2
+
+
+def test_v2_logs_in_again_on_401(
+    fake: CentreonApiFake, v2: ApiV2Forwarder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    v2.deliver([result()])
+    first_token = fake.calls("POST", "/monitoring/resources/submit")[0].headers["x-auth-token"]
+    fake.expire_tokens()
+    v2.deliver([result()])
+    assert len(fake.calls("POST", "/login")) == 2
+    submits = fake.calls("POST", "/monitoring/resources/submit")
+    assert [s.status for s in submits] == [204, 401, 204]
+    assert submits[2].headers["x-auth-token"] != first_token
+    assert len(fake.submits_v2) == 2
+    assert "logging in again" in caplog.text
+    for secret in (PASSWORD, first_token, submits[2].headers["x-auth-token"]):
+        assert secret not in caplog.text
+
+
+def test_v2_repeated_401_is_a_forward_error(fake: CentreonApiFake, v2: ApiV2Forwarder) -> None:
+    v2.deliver([result()])
+    fake.reject_tokens(2)
+    with pytest.raises(ForwardError, match="401") as caught:
+        v2.deliver([result()])
+    assert PASSWORD not in str(caught.value)
+    assert len(fake.calls("POST", "/login")) == 2  # one re-login, not a loop
+    v2.deliver([result()])  # the server accepts tokens again
+    assert len(fake.submits_v2) == 2
+
+
+def test_v2_unknown_service_is_dropped_and_counted(
+    fake: CentreonApiFake, v2: ApiV2Forwarder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    v2.deliver([result("mx1", "SMTP-Login"), result("mx9", "SMTP-Login"), result("mx2")])
+    assert v2.dropped_unknown == 1
+    assert [s.service_id for s in fake.submits_v2] == [101, 201]
+    assert "mx9" in caplog.text
+    # Not retried at once: the unknown name is remembered for a while.
+    v2.deliver([result("mx9", "SMTP-Login")])
+    assert v2.dropped_unknown == 2
+    assert len(fake.calls("GET", "/monitoring/services")) == 3
+
+
+def test_v2_unknown_name_is_looked_up_again_after_the_recheck_delay(
+    fake: CentreonApiFake,
+) -> None:
+    with ApiV2Forwarder(fake.url_v2, "api", PASSWORD, unknown_recheck=0.2) as forwarder:
+        forwarder.deliver([result("mx9")])
+        assert forwarder.dropped_unknown == 1
+        fake.set_known("mx9", "SMTP-Login", 19, 901)  # added in Centreon since
+        time.sleep(0.3)
+        forwarder.deliver([result("mx9")])
+    assert [s.service_id for s in fake.submits_v2] == [901]
+
+
+def test_v2_stale_id_is_evicted_and_looked_up_again(
+    fake: CentreonApiFake, v2: ApiV2Forwarder
+) -> None:
+    v2.deliver([result("mx1", "SMTP-Login"), result("mx2")])
+    # SMTP-Login on mx1 is deleted and created again with a new id.
+    fake.forget("mx1", "SMTP-Login")
+    fake.set_known("mx1", "SMTP-Login", 12, 111)
+    v2.deliver([result("mx1", "SMTP-Login"), result("mx2")])
+    assert [s.service_id for s in fake.submits_v2] == [101, 201, 111, 201]
+    assert v2.dropped_unknown == 0
+    # The new id is cached: the next batch goes out in one request.
+    before = len(fake.calls("GET", "/monitoring/services"))
+    v2.deliver([result("mx1", "SMTP-Login"), result("mx2")])
+    assert len(fake.calls("GET", "/monitoring/services")) == before
+    assert fake.calls("POST", "/monitoring/resources/submit")[-1].status == 204
+
+
+def test_v2_deleted_service_is_dropped_the_others_delivered(
+    fake: CentreonApiFake, v2: ApiV2Forwarder
+) -> None:
+    v2.deliver([result("mx1", "SMTP-Login"), result("mx2")])
+    fake.forget("mx1", "SMTP-Login")
+    v2.deliver([result("mx1", "SMTP-Login"), result("mx2"), result("mx1", "SMTP-Message")])
+    assert [s.service_id for s in fake.submits_v2] == [101, 201, 201, 102]
+    assert v2.dropped_unknown == 1
+
+
+def test_v2_invalid_result_is_dropped_and_counted(
+    fake: CentreonApiFake, v2: ApiV2Forwarder
+) -> None:
+    v2.deliver([result(status=0), result("mx2", status=7), result("mx1", "SMTP-Message")])
+    assert [s.service_id for s in fake.submits_v2] == [101, 102]
+    assert v2.dropped_invalid == 1
+
+
+def test_v2_500_is_a_forward_error_and_the_retry_loses_nothing(
+    fake: CentreonApiFake, v2: ApiV2Forwarder
+) -> None:
+    batch = [result("mx1", "SMTP-Login", 2), result("mx2", "SMTP-Login", 1)]
+    v2.deliver([result()])
+    fake.fail_next(1, 500)
+    with pytest.raises(ForwardError, match="500"):
+        v2.deliver(batch)
+    assert len(fake.submits_v2) == 1
+    v2.deliver(batch)  # the outbox retries the same batch once Centreon is back
+    assert [(s.service_id, s.status) for s in fake.submits_v2] == [(101, 0), (101, 2), (201, 1)]
+
+
+def test_v2_500_on_login_is_a_forward_error(fake: CentreonApiFake, v2: ApiV2Forwarder) -> None:
+    fake.fail_next(1, 503)
+    with pytest.raises(ForwardError, match="503"):
+        v2.deliver([result()])
+    v2.deliver([result()])
+    assert len(fake.submits_v2) == 1
+
+
+def test_v2_timeout_is_a_forward_error_within_the_timeout(fake: CentreonApiFake) -> None:
+    with ApiV2Forwarder(fake.url_v2, "api", PASSWORD, timeout=0.5) as forwarder:
+        forwarder.deliver([result()])
+        fake.delay = 3.0
+        started = time.monotonic()
+        with pytest.raises(ForwardError, match="timed out"):
+            forwarder.deliver([result()])
+        elapsed = time.monotonic() - started
+        fake.delay = 0.0
+        assert elapsed < 1.5
+        forwarder.deliver([result()])
+    assert len(fake.submits_v2) == 2
+
+
+def test_v2_connection_refused_is_a_forward_error() -> None:
+    with (
+        ApiV2Forwarder(refused_url(V2_PREFIX), "api", PASSWORD, timeout=1.0) as forwarder,
+        pytest.raises(ForwardError, match="cannot connect"),
+    ):
+        forwarder.deliver([result()])
+
+
+def test_v2_wrong_password_error_never_shows_it(fake: CentreonApiFake) -> None:
+    wrong = "Wr0ng-Passw0rd"
+    with (
+        ApiV2Forwarder(fake.url_v2, "api", wrong, timeout=2.0) as forwarder,
+        pytest.raises(ForwardError) as caught,
+    ):
+        forwarder.deliver([result()])
+    message = str(caught.value)
+    assert "login refused" in message
+    assert "'api'" in message
+    assert wrong not in message
+    assert PASSWORD not in message
+    assert fake.submits_v2 == []
+
+
+def test_v2_close_logs_out(fake: CentreonApiFake) -> None:
+    forwarder = ApiV2Forwarder(fake.url_v2, "api", PASSWORD)
+    forwarder.deliver([result()])
+    token = fake.calls("POST", "/monitoring/resources/submit")[0].headers["x-auth-token"]
+    forwarder.close()
+    [logout] = fake.calls("GET", "/logout")
+    assert logout.headers["x-auth-token"] == token
+    assert logout.status == 200
+    forwarder.close()  # idempotent
+    with pytest.raises(ForwardError, match="closed"):
+        forwarder.deliver([result()])
+
+
+def test_v2_close_is_best_effort_when_centreon_is_gone() -> None:
+    forwarder = ApiV2Forwarder(refused_url(V2_PREFIX), "api", PASSWORD, timeout=1.0)
+    forwarder.close()
+
+
+def test_v2_empty_batch_makes_no_request(fake: CentreonApiFake, v2: ApiV2Forwarder) -> None:
+    v2.deliver([])
+    assert fake.requests == []
+
+
+def test_v2_large_batch_is_split_in_order(fake: CentreonApiFake) -> None:
+    with ApiV2Forwarder(fake.url_v2, "api", PASSWORD, max_batch=2) as forwarder:
+        forwarder.deliver([result(status=n % 4) for n in range(5)])
+    assert len(fake.calls("POST", "/monitoring/resources/submit")) == 3
+    assert [s.status for s in fake.submits_v2] == [0, 1, 2, 3, 0]
+
+
+def test_v2_from_config_resolves_the_password_reference(
+    fake: CentreonApiFake, tmp_path: Path
+) -> None:
+    secret = tmp_path / "centreon-password"
+    secret.write_text(PASSWORD + "\n", encoding="utf-8")
+    model = ApiV2Config(
+        type="api_v2", url=fake.url_v2, username="api", password=SecretRef("file", str(secret))
+    )
+    with ApiV2Forwarder.from_config(model) as forwarder:
+        forwarder.deliver([result()])
+        assert forwarder.name.startswith("api_v2:127.0.0.1:")
+    assert len(fake.submits_v2) == 1
+
+
+def test_v2_from_config_fails_fast_on_a_missing_secret(fake: CentreonApiFake) -> None:
+    model = ApiV2Config(
+        type="api_v2",
+        url=fake.url_v2,
+        username="api",
+        password=SecretRef("env", "SMTP_CHECKS_TEST_NO_SUCH_VARIABLE"),
+    )
+    with pytest.raises(SecretNotFound, match="SMTP_CHECKS_TEST_NO_SUCH_VARIABLE"):
+        ApiV2Forwarder.from_config(model)
+
+
+# --- API v1 ------------------------------------------------------------------------------------
+
+
+def test_v1_authenticates_once_and_submits_by_names(
+    fake: CentreonApiFake, v1: ApiV1Forwarder
+) -> None:
+    batch = [
+        result("mx2", "SMTP-Login", 2, "CRITICAL: cannot connect", ""),
+        result("mx1", "SMTP-Login", 0),
+    ]
+    v1.deliver(batch)
+    v1.deliver([result("mx1", "SMTP-Message", 1, "WARNING: slow", "'time'=3.1s;2;5;0;")])
+    [auth] = fake.calls("POST", "authenticate")
+    assert auth.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert auth.body == {"username": "api", "password": PASSWORD}
+    submits = fake.calls("POST", "submit")
+    assert len(submits) == 2
+    assert submits[0].query == {"action": "submit", "object": "centreon_submit_results"}
+    assert len({s.headers["centreon-auth-token"] for s in submits}) == 1
+    assert submits[0].body == {
+        "results": [
+            {
+                "updatetime": "1700000000",
+                "host": "mx2",
+                "service": "SMTP-Login",
+                "status": "2",
+                "output": "CRITICAL: cannot connect",
+                "perfdata": "",
+            },
+            {
+                "updatetime": "1700000000",
+                "host": "mx1",
+                "service": "SMTP-Login",
+                "status": "0",
+                "output": "OK: Response time 0.005 second(s)",
+                "perfdata": "'time'=0.005s;;;0;",
+            },
+        ]
+    }
+    assert [s.status for s in submits] == [200, 200]
+    assert fake.submits_v1[2] == SubmittedV1(
+        "1700000000", "mx1", "SMTP-Message", "1", "WARNING: slow", "'time'=3.1s;2;5;0;"
+    )
+    assert (v1.logins, v1.delivered) == (1, 3)
+
+
+def test_v1_authenticates_again_on_401(fake: CentreonApiFake, v1: ApiV1Forwarder) -> None:
+    v1.deliver([result()])
+    fake.expire_tokens()
+    v1.deliver([result()])
+    assert len(fake.calls("POST", "authenticate")) == 2
+    assert [s.status for s in fake.calls("POST", "submit")] == [200, 401, 200]
+    assert len(fake.submits_v1) == 2
+
+
+def test_v1_repeated_401_is_a_forward_error(fake: CentreonApiFake, v1: ApiV1Forwarder) -> None:
+    v1.deliver([result()])
+    fake.reject_tokens(2)
+    with pytest.raises(ForwardError, match="401") as caught:
+        v1.deliver([result()])
+    assert PASSWORD not in str(caught.value)
+    assert len(fake.calls("POST", "authenticate")) == 2
+
+
+def test_v1_per_result_codes_206(
+    fake: CentreonApiFake, v1: ApiV1Forwarder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    v1.deliver(
+        [
+            result("mx1", "SMTP-Login"),
+            result("mx9", "SMTP-Login"),  # unknown host: 404
+            result("mx1", "SMTP-Nothing"),  # unknown service: 404
+            result("mx2", "SMTP-Login", perfdata="garbage"),  # invalid perfdata: 400
+            result("mx1", "SMTP-Message"),
+        ]
+    )
+    [submit] = fake.calls("POST", "submit")
+    assert submit.status == 206
+    assert [(r.host, r.service) for r in fake.submits_v1] == [
+        ("mx1", "SMTP-Login"),
+        ("mx1", "SMTP-Message"),
+    ]
+    assert (v1.delivered, v1.dropped_unknown, v1.dropped_invalid) == (2, 2, 1)
+    assert "The host is not present" in caplog.text
+    assert "The service is not present" in caplog.text
+    assert "performance data is not valid" in caplog.text
+    v1.deliver([result()])  # nothing is retried
+    assert len(fake.submits_v1) == 3
+
+
+def test_v1_500_is_a_forward_error_and_the_retry_loses_nothing(
+    fake: CentreonApiFake, v1: ApiV1Forwarder
+) -> None:
+    batch = [result("mx1", "SMTP-Login", 2), result("mx2", "SMTP-Login", 1)]
+    v1.deliver([result()])
+    fake.fail_next(1, 500)
+    with pytest.raises(ForwardError, match="500"):
+        v1.deliver(batch)
+    v1.deliver(batch)
+    assert [(r.host, r.status) for r in fake.submits_v1] == [
+        ("mx1", "0"),
+        ("mx1", "2"),
+        ("mx2", "1"),
+    ]
+
+
+def test_v1_timeout_is_a_forward_error_within_the_timeout(fake: CentreonApiFake) -> None:
+    with ApiV1Forwarder(fake.url_v1, "api", PASSWORD, timeout=0.5) as forwarder:
+        forwarder.deliver([result()])
+        fake.delay = 3.0
+        started = time.monotonic()
+        with pytest.raises(ForwardError, match="timed out"):
+            forwarder.deliver([result()])
+        elapsed = time.monotonic() - started
+        fake.delay = 0.0
+        assert elapsed < 1.5
+        forwarder.deliver([result()])
+    assert len(fake.submits_v1) == 2
+
+
+def test_v1_connection_refused_is_a_forward_error() -> None:
+    url = refused_url("/centreon/api/index.php")
+    with (
+        ApiV1Forwarder(url, "api", PASSWORD, timeout=1.0) as forwarder,
+        pytest.raises(ForwardError, match="cannot connect"),
+    ):
+        forwarder.deliver([result()])
+
+
+def test_v1_wrong_password_error_never_shows_it(fake: CentreonApiFake) -> None:
+    wrong = "Wr0ng-Passw0rd"
+    with (
+        ApiV1Forwarder(fake.url_v1, "api", wrong, timeout=2.0) as forwarder,
+        pytest.raises(ForwardError) as caught,
+    ):
+        forwarder.deliver([result()])
+    message = str(caught.value)
+    assert "authentication refused" in message
+    assert wrong not in message
+    assert PASSWORD not in message
+    assert fake.submits_v1 == []
+
+
+def test_v1_from_config_resolves_the_password_reference(
+    fake: CentreonApiFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMTP_CHECKS_TEST_CENTREON_PASSWORD", PASSWORD)
+    model = ApiV1Config(
+        type="api_v1",
+        url=fake.url_v1,
+        username="api",
+        password=SecretRef("env", "SMTP_CHECKS_TEST_CENTREON_PASSWORD"),
+    )
+    with ApiV1Forwarder.from_config(model) as forwarder:
+        forwarder.deliver([result()])
+    assert len(fake.submits_v1) == 1
+
+
+def test_fake_records_v2_submits_as_typed_values(fake: CentreonApiFake, v2: ApiV2Forwarder) -> None:
+    v2.deliver([result()])
+    assert fake.submits_v2 == [
+        SubmittedV2(12, 101, 0, "OK: Response time 0.005 second(s)", "'time'=0.005s;;;0;")
+    ]

@@ -1,0 +1,479 @@
+"""The result consumer on a real Redis (database 11): state changes, freshness, orphans,
+the outbox, the command file, and a consumer fed through the broker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import yaml
+
+from shared.config import Config, load_config
+from shared.messages import CheckRequest, CheckResult, Handling, Outcome
+from shared.outstanding import Ledger
+from shared.probe_result import ProbeResult
+from shared.result_queue import ResultQueue
+from tests.redis_fixtures import flushed_redis_db
+from workers.consumer import ResultProcessor
+from workers.consumer_command import ConsumerService
+from workers.delivery import Backoff, Delivery
+from workers.forwarders.base import ForwardError, PassiveResult
+from workers.forwarders.command_file import PIPE_BUF, CommandFileForwarder, command_line
+from workers.outbox import Outbox
+from workers.service_states import ServiceStates
+
+DB = 11
+
+
+@pytest.fixture
+def state_url() -> Iterator[str]:
+    yield from flushed_redis_db(DB)
+
+
+@pytest.fixture
+def client(state_url: str) -> redis.Redis:
+    return redis.Redis.from_url(state_url)
+
+
+def write_config(tmp_path: Path, url: str, **centreon: Any) -> Config:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "broker_url": url,
+        "sites": {"paris": {}},
+        "hosts": [
+            {"name": "mx1", "address": "192.0.2.1", "site": "paris", "checks": {"login": {"warning": "1"}}},
+            {"name": "mx2", "address": "192.0.2.2", "site": "paris", "checks": {"login": {}}},
+        ],
+        "centreon": {"resend_interval": 300, **centreon},
+    }))  # fmt: skip
+    return load_config(path)
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_result(
+    config: Config, host: str = "mx1", *, time_: float = 0.2, outcome: Outcome = Outcome.SUCCESS,
+    detail: str = "", at: float = 1_800_000_000.0,
+) -> CheckResult:  # fmt: skip
+    check = next(c for c in config.scheduled_checks() if c.host == host)
+    request = CheckRequest.from_scheduled(check, scheduled_for=at - 1, stale_at=at + 59)
+    handling = Handling(worker="w1@test", received_at=at - 1, queue_wait=0.0)
+    if outcome is Outcome.SUCCESS:
+        return CheckResult.from_probe(request, handling, ProbeResult(time=time_), at - time_)
+    return CheckResult.not_run(request, handling, outcome, detail).model_copy(
+        update={"ended_at": at}
+    )
+
+
+def payload(result: CheckResult) -> bytes:
+    """A result as a worker puts it on the result queue."""
+    return result.model_dump_json().encode()
+
+
+class Harness:
+    def __init__(self, config: Config, client: redis.Redis, clock: Clock) -> None:
+        self.outbox = Outbox(client, "test", max_length=1000)
+        self.states = ServiceStates(client, [self.outbox.key], resend_interval=300)
+        self.ledger = Ledger(client, grace=30)
+        self.processor = ResultProcessor(config, self.states, self.ledger, clock=clock)
+
+    def forwarded(self) -> list[PassiveResult]:
+        batch = self.outbox.take(10_000)
+        self.outbox.delivered()
+        return batch
+
+
+@pytest.fixture
+def harness(tmp_path: Path, state_url: str, client: redis.Redis) -> tuple[Harness, Config, Clock]:
+    config = write_config(tmp_path, state_url)
+    clock = Clock()
+    return Harness(config, client, clock), config, clock
+
+
+def test_state_changes_are_forwarded_and_unchanged_states_wait_for_the_resend(
+    harness: tuple[Harness, Config, Clock],
+) -> None:
+    h, config, clock = harness
+    kinds = [d.kind for d in h.processor.handle([payload(make_result(config, at=clock.now))])]
+    assert kinds == ["change"]
+    clock.now += 60
+    assert [d.kind for d in h.processor.handle([payload(make_result(config, at=clock.now))])] == [
+        "same"
+    ]
+    clock.now += 60
+    kinds = [
+        d.kind for d in h.processor.handle([payload(make_result(config, time_=2.5, at=clock.now))])
+    ]
+    assert kinds == ["change"]  # over the warning threshold: OK -> WARNING
+    clock.now += 300
+    assert [
+        d.kind for d in h.processor.handle([payload(make_result(config, time_=2.6, at=clock.now))])
+    ] == ["refresh"]
+    sent = h.forwarded()
+    assert [(p.status, p.kind) for p in sent] == [(0, "change"), (1, "change"), (1, "refresh")]
+    assert sent[0].output == "OK: Response time 0.200 second(s)"
+    assert sent[0].perfdata == "'time'=0.200s;0:1;;;"
+    assert sent[1].plugin_output == "WARNING: Response time 2.500 second(s) | 'time'=2.500s;0:1;;;"
+
+
+def test_the_consumer_renders_the_bytes_the_cli_prints(
+    harness: tuple[Harness, Config, Clock],
+) -> None:
+    h, config, clock = harness
+    h.processor.handle(
+        [
+            payload(
+                make_result(
+                    config,
+                    "mx2",
+                    outcome=Outcome.CREDENTIAL,
+                    detail="credential env:X not found",
+                    at=clock.now,
+                )
+            )
+        ]
+    )
+    (sent,) = h.forwarded()
+    assert (sent.status, sent.output) == (
+        3,
+        "UNKNOWN: Cannot run check: credential env:X not found (worker w1@test) ",
+    )
+
+
+def test_a_redelivered_result_is_not_forwarded_twice(
+    harness: tuple[Harness, Config, Clock],
+) -> None:
+    h, config, clock = harness
+    result = make_result(config, at=clock.now)
+    assert [d.kind for d in h.processor.handle([payload(result), payload(result)])] == [
+        "change",
+        "duplicate",
+    ]
+    assert len(h.forwarded()) == 1
+
+
+def test_an_older_result_does_not_overwrite_a_newer_one(
+    harness: tuple[Harness, Config, Clock],
+) -> None:
+    h, config, clock = harness
+    newer = make_result(config, at=clock.now)
+    older = make_result(config, time_=9, at=clock.now - 60)
+    assert [d.kind for d in h.processor.handle([payload(newer), payload(older)])] == [
+        "change",
+        "old",
+    ]
+
+
+def test_state_survives_a_consumer_restart(
+    harness: tuple[Harness, Config, Clock], client: redis.Redis
+) -> None:
+    h, config, clock = harness
+    h.processor.handle([payload(make_result(config, at=clock.now))])
+    clock.now += 60
+    restarted = Harness(config, client, clock)  # a new process: nothing kept in memory
+    assert [
+        d.kind for d in restarted.processor.handle([payload(make_result(config, at=clock.now))])
+    ] == ["same"]
+
+
+def test_freshness_refresh_resends_the_current_state_with_a_fresh_time(
+    harness: tuple[Harness, Config, Clock],
+) -> None:
+    h, config, clock = harness
+    h.processor.handle([payload(make_result(config, at=clock.now))])
+    h.forwarded()
+    clock.now += 299
+    h.processor.sweep()
+    assert h.forwarded() == []
+    clock.now += 2
+    h.processor.sweep()
+    (refresh,) = h.forwarded()
+    assert (refresh.kind, refresh.status, refresh.check_time) == (
+        "refresh",
+        0,
+        pytest.approx(clock.now),
+    )
+    assert refresh.output == "OK: Response time 0.200 second(s)"
+
+
+def test_orphaned_runs_become_unknown_once(
+    harness: tuple[Harness, Config, Clock], client: redis.Redis
+) -> None:
+    h, config, clock = harness
+    check = config.scheduled_checks()[1]
+    request = CheckRequest.from_scheduled(
+        check, scheduled_for=clock.now - 100, stale_at=clock.now - 40
+    )
+    answered = CheckRequest.from_scheduled(
+        config.scheduled_checks()[0], scheduled_for=clock.now - 100, stale_at=clock.now - 40
+    )
+    h.ledger.expect(request)
+    h.ledger.expect(answered)
+    h.processor.handle(
+        [
+            payload(
+                make_result(config, "mx1", at=clock.now - 80).model_copy(
+                    update={"run_id": answered.run_id}
+                )
+            )
+        ]
+    )
+    h.forwarded()
+    clock.now += 5  # past stale time + grace (30 s) for both
+    h.processor.sweep()
+    h.processor.sweep()  # a second sweep (or consumer) finds nothing more
+    (orphan,) = h.forwarded()
+    assert (orphan.host, orphan.status) == ("mx2", 3)
+    assert orphan.output == (
+        "UNKNOWN: (service check orphaned: no worker on checks.paris ran this check within "
+        "105 s, is a worker of that site running?) "
+    )
+    assert h.ledger.count() == 0
+
+
+def test_unknown_services_and_invalid_messages_are_counted_not_forwarded(
+    harness: tuple[Harness, Config, Clock],
+) -> None:
+    h, config, clock = harness
+    stranger = make_result(config, at=clock.now).model_copy(update={"host": "nobody"})
+    h.processor.handle([payload(stranger), b"garbage", b'{"schema_version": 1}'])
+    assert h.forwarded() == []
+    assert h.processor.counts["unknown_service"] == 1 and h.processor.counts["invalid"] == 2
+
+
+def test_hostile_server_text_comes_out_as_one_harmless_line(
+    harness: tuple[Harness, Config, Clock],
+) -> None:
+    h, config, clock = harness
+    hostile = "ready\n[123] PROCESS_SERVICE_CHECK_RESULT;victim;svc;0;owned | 'x'=1;;;;\r\n\x00"
+    raw = make_result(config, outcome=Outcome.CREDENTIAL, at=clock.now).model_dump(mode="json")
+    raw["detail"] = hostile  # as if a worker (or anything on the way) let it through raw
+    h.processor.handle([json.dumps(raw).encode()])
+    (sent,) = h.forwarded()
+    line = command_line(sent)
+    assert line.count(b"\n") == 1 and line.endswith(b"\n")
+    assert line.count(b"|") == 0  # no perfdata can be forged either
+    assert line.startswith(b"[1800000000] PROCESS_SERVICE_CHECK_RESULT;mx1;SMTP-Login;3;UNKNOWN: ")
+
+
+def test_command_lines_fit_one_atomic_write() -> None:
+    result = PassiveResult("mx1", "SMTP-Login", 2, "CRITICAL: " + "é" * 5000, "", 1.0)
+    line = command_line(result)
+    assert len(line) <= PIPE_BUF and line.endswith(b"\n")
+    line.decode("utf-8")  # never cut inside a character
+
+
+# -- outbox -----------------------------------------------------------------------------------
+
+
+def passive(n: int, kind: str = "change") -> PassiveResult:
+    return PassiveResult(f"h{n}", "SMTP-Login", 0, f"OK: {n}", "", float(n), kind)  # type: ignore[arg-type]
+
+
+def fill(client: redis.Redis, outbox: Outbox, items: list[PassiveResult]) -> None:
+    import json
+
+    for item in items:
+        client.rpush(outbox.key, json.dumps(item.as_json()))
+
+
+def test_outbox_gives_a_failed_batch_back_first_and_in_order(client: redis.Redis) -> None:
+    outbox = Outbox(client, "t", max_length=100)
+    fill(client, outbox, [passive(n) for n in range(5)])
+    first = outbox.take(3)
+    assert [p.host for p in first] == ["h0", "h1", "h2"]
+    assert outbox.take(3) == first  # not delivered: the same batch again
+    outbox.delivered()
+    assert [p.host for p in outbox.take(10)] == ["h3", "h4"]
+
+
+def test_a_full_outbox_drops_refreshes_first_and_keeps_every_change(client: redis.Redis) -> None:
+    outbox = Outbox(client, "t", max_length=4)
+    items = [
+        passive(0),
+        passive(1, "refresh"),
+        passive(2),
+        passive(3, "refresh"),
+        passive(4),
+        passive(5),
+    ]
+    fill(client, outbox, items)
+    assert outbox.trim() == 2
+    assert [p.host for p in outbox.take(10)] == ["h0", "h2", "h4", "h5"]
+    assert outbox.stats() == {"dropped_refreshes": 2}
+    outbox.delivered()
+    fill(client, outbox, [passive(n) for n in range(6)])  # only changes: the bound gives way
+    assert outbox.trim() == 0 and outbox.length() == 6
+
+
+def test_one_deliverer_per_outbox(client: redis.Redis) -> None:
+    outbox = Outbox(client, "t", max_length=10)
+    assert outbox.hold_delivery("a", 5) and outbox.hold_delivery("a", 5)
+    assert not outbox.hold_delivery("b", 5)
+
+
+# -- the command file -------------------------------------------------------------------------
+
+
+class FifoReader(threading.Thread):
+    """A reader on a FIFO, as the Engine is: collects the lines written to it."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path, self.lines, self.stop = path, [], threading.Event()
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        self.ready.set()
+        buffer = b""
+        while not self.stop.is_set():
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:
+                time.sleep(0.01)
+                continue
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            self.lines.extend(complete)
+            if not chunk:
+                time.sleep(0.01)
+        os.close(fd)
+
+
+def test_command_file_without_reader_waits_then_delivers_in_order(
+    tmp_path: Path, client: redis.Redis
+) -> None:
+    fifo = tmp_path / "engine.cmd"
+    os.mkfifo(fifo)
+    forwarder = CommandFileForwarder(str(fifo))
+    with pytest.raises(ForwardError, match="no reader"):
+        forwarder.deliver([passive(0)])
+    outbox = Outbox(client, "cmd", max_length=1000)
+    fill(client, outbox, [passive(n) for n in range(300)])
+    stop = threading.Event()
+    delivery = Delivery(outbox, forwarder, stop, backoff=Backoff(base=0.05, cap=0.2))
+    delivery.start()
+    time.sleep(0.5)  # the Engine is "restarting": nothing is lost meanwhile
+    assert outbox.length() == 300
+    reader = FifoReader(fifo)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while len(reader.lines) < 300 and time.monotonic() < deadline:
+        delivery.wake()
+        time.sleep(0.05)
+    stop.set()
+    delivery.join(5)
+    reader.stop.set()
+    assert [line.split(b";")[1] for line in reader.lines] == [f"h{n}".encode() for n in range(300)]
+    assert all(
+        line.startswith(b"[") and b"PROCESS_SERVICE_CHECK_RESULT" in line for line in reader.lines
+    )
+    assert outbox.length() == 0
+
+
+# -- through the result queue -------------------------------------------------------------------------
+
+
+def test_consumer_service_end_to_end_through_the_result_queue(
+    tmp_path: Path, state_url: str, client: redis.Redis
+) -> None:
+    spool = tmp_path / "commands.txt"
+    spool.touch()
+    config = write_config(
+        tmp_path, state_url, forwarders=[{"type": "command_file", "path": str(spool)}]
+    )
+    service = ConsumerService(config)
+    queue = ResultQueue(client)
+    now = time.time()
+    for host in ("mx1", "mx2"):
+        queue.push(make_result(config, host, at=now))
+    runner = threading.Thread(target=service.run, daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 15
+    while spool.read_text().count("\n") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    service.stop()
+    runner.join(15)
+    lines = spool.read_text().splitlines()
+    assert sorted(line.split(";")[1] for line in lines) == ["mx1", "mx2"]
+    assert all(
+        line.endswith(
+            "OK: Response time 0.200 second(s) | 'time'=0.200s;"
+            + ("0:1;;;" if ";mx1;" in line else ";;;")
+        )
+        for line in lines
+    )
+    assert queue.length() == 0
+    assert client.keys("smtp-checks:results:inflight:*") == []  # nothing left in flight
+
+
+# -- a real Nagios 4 reading our command file -----------------------------------------------------
+
+
+def test_nagios_reads_what_the_consumer_forwards(tmp_path: Path, state_url: str) -> None:
+    from tests.nagios import nagios
+
+    services = [("mx1", "SMTP-Login"), ("mx2", "SMTP-Login")]
+    with nagios(services) as engine:
+        config = write_config(
+            tmp_path,
+            state_url,
+            forwarders=[{"type": "command_file", "path": str(engine.command_file)}],
+        )
+        service = ConsumerService(config)
+        client = redis.Redis.from_url(state_url)
+        now = time.time()
+        hostile = make_result(config, "mx2", outcome=Outcome.CREDENTIAL, at=now)
+        raw = hostile.model_dump(mode="json")
+        raw["detail"] = "x\n[1] PROCESS_SERVICE_CHECK_RESULT;mx1;SMTP-Login;2;forged | 'p'=1"
+        ResultQueue(client).push(make_result(config, "mx1", time_=2.5, at=now))
+        client.rpush(ResultQueue(client).key, json.dumps(raw))
+        runner = threading.Thread(target=service.run, daemon=True)
+        runner.start()
+        try:
+            status = engine.wait_for(
+                lambda s: all(s.get(key, {}).get("has_been_checked") == "1" for key in services)
+            )
+        finally:
+            service.stop()
+            runner.join(15)
+        mx1, mx2 = status[services[0]], status[services[1]]
+        assert (mx1["current_state"], mx1["plugin_output"]) == (
+            "1",
+            "WARNING: Response time 2.500 second(s)",
+        )
+        assert mx1["performance_data"] == "'time'=2.500s;0:1;;;"
+        assert mx1["last_check"] == str(int(now))
+        assert mx2["current_state"] == "3"
+        assert mx2["plugin_output"].startswith(
+            "UNKNOWN: Cannot run check: x [1] PROCESS_SERVICE_CHECK_RESULT"
+        )
+        assert mx2["performance_data"] == ""
+        # The forged command was never a command: mx1 was not set CRITICAL by it.
+        assert "forged" not in mx1["plugin_output"]
+
+
+def test_a_dead_consumers_batch_is_taken_back_in_order(client: redis.Redis) -> None:
+    queue = ResultQueue(client)
+    for n in range(5):
+        client.rpush(queue.key, f"r{n}".encode())
+    assert queue.take("dead", 3, lease=0.2) == [b"r0", b"r1", b"r2"]
+    assert queue.reclaim() == 0  # its lease still runs
+    time.sleep(0.3)
+    assert queue.reclaim() == 3
+    assert queue.take("alive", 10, lease=30) == [b"r0", b"r1", b"r2", b"r3", b"r4"]
