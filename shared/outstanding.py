@@ -52,20 +52,26 @@ class Ledger:
         self.grace = grace
         self._take_due = client.register_script(_TAKE_DUE)
 
-    def expect(self, request: CheckRequest) -> None:
-        run = OutstandingRun(
-            run_id=request.run_id,
-            check_id=request.check_id,
-            host=request.host,
-            service=request.service,
-            site=request.site,
-            scheduled_for=request.scheduled_for,
-            stale_at=request.stale_at,
-            adhoc=request.adhoc,
-        )
+    def expect(self, *requests: CheckRequest) -> None:
+        """Record runs about to be published, in one round trip however many."""
+        if not requests:
+            return
+        runs = [
+            OutstandingRun(
+                run_id=request.run_id,
+                check_id=request.check_id,
+                host=request.host,
+                service=request.service,
+                site=request.site,
+                scheduled_for=request.scheduled_for,
+                stale_at=request.stale_at,
+                adhoc=request.adhoc,
+            )
+            for request in requests
+        ]
         pipe = self._client.pipeline()
-        pipe.hset(self._runs_key, run.run_id, json.dumps(asdict(run)))
-        pipe.zadd(self._due_key, {run.run_id: run.stale_at + self.grace})
+        pipe.hset(self._runs_key, mapping={run.run_id: json.dumps(asdict(run)) for run in runs})
+        pipe.zadd(self._due_key, {run.run_id: run.stale_at + self.grace for run in runs})
         pipe.execute()
 
     def settle(self, run_id: str) -> bool:

@@ -18,10 +18,17 @@ commands:
   worker --config FILE --site SITE
                            run the checks of queue checks.SITE
   consumer --config FILE   turn results into Centreon passive results and forward them
+  run --config FILE | --demo [--data-dir DIR] [--duration S]
+                           every role on this machine, with a private Redis (no broker to install)
+  beat --config FILE [--lock-ttl S]
+                           schedule every configured check (one leader among several beats)
+  enqueue --config FILE --host NAME --check login|message [--wait SECONDS]
+                           run one check now through its site's queue; with --wait, print
+                           its output and exit with its code
 """
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 (one return per command)
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
@@ -38,10 +45,22 @@ def main(argv: list[str] | None = None) -> int:
         from shared.cli.config_check import run_config  # noqa: PLC0415
 
         return run_config(rest)
+    if command == "run":
+        from shared.cli.run_command import run_all  # noqa: PLC0415
+
+        return run_all(rest)
     if command == "consumer":
         from workers.consumer_command import run_consumer  # noqa: PLC0415
 
         return run_consumer(rest)
+    if command == "beat":
+        from scheduler.commands import run_beat  # noqa: PLC0415
+
+        return run_beat(rest)
+    if command == "enqueue":
+        from scheduler.commands import run_enqueue  # noqa: PLC0415
+
+        return run_enqueue(rest)
     if command == "worker":
         from workers.worker_command import run_worker  # noqa: PLC0415
 

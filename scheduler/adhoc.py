@@ -1,0 +1,90 @@
+"""Ad hoc checks: one configured check put on its site's queue now, its result awaited.
+
+An ad hoc run goes through the same queue, worker and consumer as a scheduled one (so its
+result reaches Centreon too), is recorded in the outstanding ledger like any run, and is
+marked `adhoc` so the worker also posts its result where the enqueuer waits for it
+(`shared/adhoc_replies.py`). It is not claimed against a slot: asking twice runs twice.
+
+Its stale time is the check's interval from now, the window a scheduled run has: a worker
+of a busy site still has a whole interval to take it, and if none does, the check's next
+scheduled run measures the same thing. (The worker reports it `stale`, and `--wait` shows
+that as UNKNOWN.)
+
+Priority: ad hoc runs go to the same queue as scheduled runs, in arrival order. On Redis,
+kombu implements priorities as separate lists, which would move every scheduled run off
+the queue's own list; on RabbitMQ the queue would need `x-max-priority`, declared
+identically by every worker. A separate ad hoc queue per site would be the reliable way to
+jump the line; with a queue kept short by enough workers it is not needed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+from celery import Celery
+
+from scheduler.publisher import publish_runs
+from shared.adhoc_replies import AdhocReplies
+from shared.celery_app import make_app
+from shared.config import Config, ScheduledCheck
+from shared.messages import CheckRequest, CheckResult
+from shared.outstanding import Ledger
+from shared.probe_spec import Mode
+
+
+class AdhocError(Exception):
+    """The ad hoc check cannot be enqueued; the message says why."""
+
+
+def find_check(config: Config, host: str, mode: Mode | str) -> ScheduledCheck:
+    """The configured check `mode` of `host`; AdhocError naming what exists otherwise."""
+    checks = [check for check in config.scheduled_checks() if check.host == host]
+    if not checks:
+        known = ", ".join(sorted({check.host for check in config.scheduled_checks()})) or "none"
+        raise AdhocError(f"unknown host '{host}' (hosts in the config: {known})")
+    wanted = mode.value if isinstance(mode, Mode) else mode
+    for check in checks:
+        if check.mode.value == wanted:
+            return check
+    configured = ", ".join(check.mode.value for check in checks)
+    raise AdhocError(f"host '{host}' has no {wanted} check (configured: {configured})")
+
+
+def enqueue_check(
+    config: Config, host: str, mode: Mode | str, *, app: Celery, ledger: Ledger
+) -> CheckRequest:
+    """Put one run of `host`'s `mode` check on its site's queue now; return its request."""
+    check = find_check(config, host, mode)
+    now = time.time()
+    request = CheckRequest.from_scheduled(
+        check, scheduled_for=now, stale_at=now + check.interval, adhoc=True
+    )
+    publish_runs(app, ledger, [request])
+    return request
+
+
+def run_adhoc(config: Config, host: str, mode: Mode | str, wait: float) -> CheckResult | None:
+    """Enqueue one run and wait up to `wait` seconds for its result (None if none came)."""
+    app, client = connect(config, wait=wait)
+    try:
+        request = enqueue_check(config, host, mode, app=app, ledger=Ledger(client))
+        return AdhocReplies(client).wait(request.run_id, wait)
+    finally:
+        client.close()
+
+
+def connect(config: Config, *, wait: float = 0.0) -> tuple[Celery, redis.Redis]:
+    """The broker and the state Redis an enqueuer needs; AdhocError if one is missing.
+    The Redis client's socket timeout outlasts a wait of `wait` seconds for the result."""
+    if config.broker_url is None:
+        raise AdhocError("broker_url is not set: an ad hoc check needs the workers' broker")
+    if config.state_redis_url is None:
+        raise AdhocError(
+            "no Redis for the outstanding runs and the replies: set redis_url "
+            "(or use a Redis broker_url)"
+        )
+    app = make_app(config.broker_url, config.sites, visibility_timeout=config.visibility_timeout)
+    # redis-py's default socket timeout (5 s) would cut a longer blocking wait short.
+    client = redis.Redis.from_url(config.state_redis_url, socket_timeout=max(5.0, wait + 5.0))
+    return app, client

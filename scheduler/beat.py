@@ -1,0 +1,305 @@
+"""The beat: enqueue every configured check at its own slots, on the leader only.
+
+Why not Celery beat or RedBeat: Celery's beat must run exactly once (two duplicate every
+run), and RedBeat keeps a copy of the schedule in Redis that has to be kept in step with
+the config file, behind a lock that has had double-acquisition bugs. Our schedule is a pure
+function of the config (`scheduler/schedule.py`), so there is nothing to store or
+synchronise: every beat computes the same slots, and a per-slot NX key
+(`scheduler/publisher.py`) makes enqueueing idempotent. The leader lock
+(`scheduler/leader.py`) only keeps followers from doing useless work; correctness (no slot
+twice) does not depend on it.
+
+The loop keeps a heap of (next due time, check). When a check is due, its *latest* slot is
+enqueued unless that slot was already enqueued: after any gap (a restart, a takeover, a
+stalled process) at most one run per check is owed, never the missed backlog. The sleep
+is capped so leadership, reloads and stop requests are noticed within a second.
+
+The config is reloaded on `request_reload()` (SIGHUP) and when the file changes. A config
+that does not validate is refused with every problem logged, and the old schedule goes on.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+from celery import Celery
+
+from scheduler.leader import LeaderLock
+from scheduler.publisher import RunPublisher
+from scheduler.schedule import Cadence, Slot
+from shared.celery_app import make_app
+from shared.config import Config, ConfigError, ScheduledCheck, load_config
+from shared.messages import CheckRequest
+from shared.outstanding import DEFAULT_PREFIX
+
+log = logging.getLogger(__name__)
+
+MAX_SLEEP = 1.0  # seconds: how soon leadership changes, reloads and stops are noticed
+# Seconds: runs due within this much of each other go out in one round (one claim pipeline,
+# one producer batch) rather than one wake-up each; it bounds the lateness it adds.
+COALESCE = 0.02
+BATCH_SIZE = 500  # runs per claim/publish round; leadership is re-checked between rounds
+RETRY_DELAY = 1.0  # seconds before a run whose claim failed (Redis down) is tried again
+SUMMARY_EVERY = 60.0  # seconds between INFO summaries
+
+
+def leader_key(prefix: str = DEFAULT_PREFIX) -> str:
+    return f"{prefix}beat:leader"
+
+
+@dataclass
+class _Entry:
+    check: ScheduledCheck
+    cadence: Cadence
+
+
+@dataclass
+class _Stats:
+    """What the beat did since the last summary line."""
+
+    enqueued: int = 0
+    already_enqueued: int = 0  # slots another beat (or an earlier leader) had claimed
+    failed: int = 0
+    lateness: list[float] = field(default_factory=list)
+
+    def line(self, leading: bool, checks: int) -> str:
+        if not self.lateness:
+            late = "-"
+        else:
+            ordered = sorted(self.lateness)
+            p50 = ordered[len(ordered) // 2]
+            p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+            late = f"p50 {p50:.3f} s, p99 {p99:.3f} s, max {ordered[-1]:.3f} s"
+        return (
+            f"{'leader' if leading else 'follower'}, {checks} checks: {self.enqueued} runs "
+            f"enqueued, {self.already_enqueued} already enqueued elsewhere, {self.failed} "
+            f"failed; lateness {late}"
+        )
+
+
+class Beat:
+    """Schedules the checks of a config; `run()` until `stop` is set."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        client: redis.Redis,
+        lock: LeaderLock,
+        config_path: str | Path | None = None,
+        app: Celery | None = None,
+        prefix: str = DEFAULT_PREFIX,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._client = client
+        self._lock = lock
+        self._path = Path(config_path) if config_path is not None else None
+        self._prefix = prefix
+        self._clock = clock
+        self._publisher = RunPublisher(app or _app_for(config), client, prefix=prefix)
+        self._entries: dict[str, _Entry] = {}
+        self._due: dict[str, float] = {}  # check id -> the due time its heap item carries
+        self._heap: list[tuple[float, str]] = []
+        self._last: dict[str, float] = {}  # check id -> scheduled time of its last slot done
+        self._leading = False
+        self._reload_requested = threading.Event()
+        self._file_stamp = _stamp(self._path)
+        self._stats = _Stats()
+        self._next_summary = time.monotonic() + SUMMARY_EVERY
+        self._apply(config.scheduled_checks())
+
+    @property
+    def checks(self) -> list[str]:
+        """The ids of the checks being scheduled."""
+        return list(self._entries)
+
+    def request_reload(self) -> None:
+        """Reload the config file at the next turn of the loop (safe from a signal handler)."""
+        self._reload_requested.set()
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("beat started with %d checks", len(self._entries))
+        try:
+            while not stop.is_set():
+                self._maybe_reload()
+                self._turn()
+                self._maybe_summarise()
+                stop.wait(self._sleep_time())
+        finally:
+            self._lock.release()
+            log.info("beat stopped")
+
+    # --- one turn of the loop ---------------------------------------------------------------
+
+    def _turn(self) -> None:
+        leading = self._lock.tick()
+        if leading and not self._leading:
+            # Whatever the previous leader did or did not do, each check owes its latest slot.
+            self._reschedule_all(self._clock())
+        self._leading = leading
+        # Bounded rounds: a burst (start-up, takeover) must not keep the lock from renewal.
+        while self._leading and self._heap and self._heap[0][0] <= self._clock():
+            self._enqueue_round(self._clock())
+            self._leading = self._lock.tick()
+
+    def _enqueue_round(self, now: float) -> None:
+        due: list[tuple[_Entry, Slot]] = []
+        while self._heap and self._heap[0][0] <= now and len(due) < BATCH_SIZE:
+            when, check_id = heapq.heappop(self._heap)
+            entry = self._entries.get(check_id)
+            if entry is None or self._due.get(check_id) != when:
+                continue  # removed or rescheduled by a reload
+            slot = entry.cadence.latest_slot(now)
+            if self._last.get(check_id) == slot.scheduled_for:
+                self._push(check_id, entry.cadence.next_slot(now).scheduled_for)
+                continue
+            due.append((entry, slot))
+        if not due:
+            return
+        try:
+            claims = self._publisher.claim(
+                [(e.check.check_id, s.index, e.check.interval) for e, s in due]
+            )
+        except redis.RedisError as error:
+            log.error("cannot claim %d runs in Redis, retrying: %s", len(due), error)
+            for entry, _ in due:
+                self._push(entry.check.check_id, now + RETRY_DELAY)
+            return
+        requests: list[CheckRequest] = []
+        for (entry, slot), claimed in zip(due, claims, strict=True):
+            self._last[entry.check.check_id] = slot.scheduled_for
+            self._push(entry.check.check_id, slot.stale_at)
+            if claimed:
+                requests.append(
+                    CheckRequest.from_scheduled(
+                        entry.check, scheduled_for=slot.scheduled_for, stale_at=slot.stale_at
+                    )
+                )
+        self._stats.already_enqueued += len(due) - len(requests)
+        self._publish(requests)
+
+    def _publish(self, requests: list[CheckRequest]) -> None:
+        try:
+            self._publisher.publish(requests)
+        except Exception as error:  # the broker or Redis: keep scheduling the next slots
+            self._stats.failed += len(requests)
+            log.error(
+                "could not enqueue %d runs (the consumer will report them as orphaned): %s",
+                len(requests),
+                error,
+            )
+            return
+        sent = self._clock()
+        self._stats.enqueued += len(requests)
+        self._stats.lateness.extend(sent - request.scheduled_for for request in requests)
+
+    def _sleep_time(self) -> float:
+        sleep = MAX_SLEEP
+        if self._leading and self._heap:
+            sleep = min(sleep, max(self._heap[0][0] - self._clock(), COALESCE))
+        sleep = min(sleep, self._lock.next_attempt - time.monotonic())
+        return max(sleep, 0.0)
+
+    # --- the schedule -----------------------------------------------------------------------
+
+    def _push(self, check_id: str, when: float) -> None:
+        self._due[check_id] = when
+        heapq.heappush(self._heap, (when, check_id))
+
+    def _reschedule_all(self, now: float) -> None:
+        self._heap = [(now, check_id) for check_id in self._entries]
+        heapq.heapify(self._heap)
+        self._due = dict.fromkeys(self._entries, now)
+
+    def _apply(self, checks: list[ScheduledCheck]) -> None:
+        """Make `checks` the schedule: new ones are due now, removed ones leave, a changed
+        interval gives a new cadence, other changes apply from the next run."""
+        now = self._clock()
+        wanted = {check.check_id: check for check in checks}
+        for check_id in set(self._entries) - set(wanted):
+            del self._entries[check_id]
+            self._due.pop(check_id, None)
+            self._last.pop(check_id, None)
+            log.info("stopped scheduling %s (no longer in the config)", check_id)
+        for check_id, check in wanted.items():
+            entry = self._entries.get(check_id)
+            if entry is not None and entry.check.interval == check.interval:
+                entry.check = check
+                continue
+            if entry is not None:
+                log.info(
+                    "%s: interval %d s -> %d s", check_id, entry.check.interval, check.interval
+                )
+            self._entries[check_id] = _Entry(check, Cadence(check_id, check.interval))
+            self._push(check_id, now)
+
+    # --- reload -----------------------------------------------------------------------------
+
+    def _maybe_reload(self) -> None:
+        if self._path is None:
+            return
+        stamp = _stamp(self._path)
+        if not self._reload_requested.is_set() and stamp == self._file_stamp:
+            return
+        self._reload_requested.clear()
+        self._file_stamp = stamp  # an invalid file is reported once, not every second
+        self.reload()
+
+    def reload(self) -> bool:
+        """Read the config file again; apply it if valid, else log why and keep the old."""
+        if self._path is None:
+            return False
+        try:
+            config = load_config(self._path)
+        except ConfigError as error:
+            for problem in error.problems:
+                log.error("config reload refused: %s", problem)
+            log.error("config reload refused: the previous schedule stays in force")
+            return False
+        if config.state_redis_url != self._config.state_redis_url:
+            log.warning("redis_url changed: it takes effect when the beat restarts")
+        if (config.broker_url, set(config.sites), config.visibility_timeout) != (
+            self._config.broker_url,
+            set(self._config.sites),
+            self._config.visibility_timeout,
+        ):
+            if config.broker_url is None:
+                log.error("config reload refused: broker_url is not set")
+                return False
+            self._publisher.app = _app_for(config)
+        before = len(self._entries)
+        self._config = config
+        self._apply(config.scheduled_checks())
+        log.info("config reloaded: %d checks (was %d)", len(self._entries), before)
+        return True
+
+    def _maybe_summarise(self) -> None:
+        if time.monotonic() < self._next_summary:
+            return
+        self._next_summary = time.monotonic() + SUMMARY_EVERY
+        log.info("last minute: %s", self._stats.line(self._leading, len(self._entries)))
+        self._stats = _Stats()
+
+
+def _app_for(config: Config) -> Celery:
+    if config.broker_url is None:
+        raise ValueError("broker_url is not set: the beat needs a broker")
+    return make_app(config.broker_url, config.sites, visibility_timeout=config.visibility_timeout)
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        status = path.stat()
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
