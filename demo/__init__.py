@@ -1,1 +1,1 @@
-"""The README's main job until the pipeline exists: `smtp-checks check` against local servers."""
+"""`smtp-checks run --demo`: local SMTP servers and a config that exercises the pipeline."""

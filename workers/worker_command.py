@@ -44,6 +44,9 @@ def run_worker(argv: list[str]) -> int:
     logging.basicConfig(
         level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        # Celery logs every task at INFO: thousands of lines a minute that say nothing.
+        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
     worker = app.Worker(
         queues=[check_queue(args.site)],
         pool="threads",
