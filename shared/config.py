@@ -629,7 +629,7 @@ def parse_config(data: Mapping[str, Any], file: str = "<config>") -> Config:
         problems = [_problem(file, details) for details in error.errors(include_input=False)]
         defaults, sites, hosts = _valid_parts(data)
     else:
-        problems = []
+        problems = [ConfigProblem(file, where, why) for where, why in _delivery_problems(config)]
         defaults, sites, hosts = config.defaults, set(config.sites), _facts(config.hosts)
     problems += [
         ConfigProblem(file, where, why)
@@ -639,6 +639,21 @@ def parse_config(data: Mapping[str, Any], file: str = "<config>") -> Config:
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _delivery_problems(config: Config) -> list[tuple[str, str]]:
+    """A check still running when its message's visibility timeout ends is delivered to
+    another worker and run twice: the timeout must leave room for the longest check."""
+    longest = max((check.timeout for check in config.scheduled_checks()), default=0.0)
+    if config.visibility_timeout < 2 * longest:
+        return [
+            (
+                "visibility_timeout",
+                f"{config.visibility_timeout}s is less than twice the longest check timeout "
+                f"({longest:g}s): a check still running would be delivered again",
+            )
+        ]
+    return []
 
 
 def _is_redis(url: str) -> bool:

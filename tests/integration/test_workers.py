@@ -174,11 +174,13 @@ def test_invalid_message_is_dead_lettered_without_secrets(
 def test_a_killed_workers_check_is_redelivered_to_another(
     broker_url: str, tmp_path: Path, deployment: list[Deployment], smtp_server_factory: Any
 ) -> None:
-    slow = smtp_server_factory(banner_delay=3.0)
+    slow = smtp_server_factory(banner_delay=2.0)
     d = Deployment.write(
         tmp_path,
         settings(
-            broker_url, [host("mx1", slow, checks={"login": {"timeout": 10}})], visibility_timeout=2
+            broker_url,
+            [host("mx1", slow, checks={"login": {"timeout": 3, "interval": 60}})],
+            visibility_timeout=6,  # at least twice the timeout: no second delivery mid-check
         ),
     )
     deployment.append(d)

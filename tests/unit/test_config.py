@@ -531,3 +531,14 @@ def test_secret_references_refused(text: str) -> None:
 def test_secret_references_accepted() -> None:
     assert SecretRef.parse("file:/etc/pw") == SecretRef("file", "/etc/pw")
     assert str(SecretRef.parse("env:A_1")) == "env:A_1"
+
+
+def test_visibility_timeout_must_outlast_the_longest_check_twice(tmp_path: Path) -> None:
+    path = write(tmp_path, "visibility_timeout: 50\ndefaults: {timeout: 30}\n" + MINIMAL)
+    assert [(p.location, p.reason) for p in problems_of(path)] == [
+        (
+            "visibility_timeout",
+            "50s is less than twice the longest check timeout (30s): a check still running "
+            "would be delivered again",
+        )
+    ]
