@@ -107,8 +107,9 @@ class ResultProcessor:
             if (run.host, run.service) in self.known
         ]
         decisions = self._record(items)
-        if self.states.refresh_due(now):
-            self.counts["refresh"] += 1
+        refreshed = self.states.refresh_due(now)
+        if refreshed:
+            self.counts["refresh"] += refreshed
             self._on_forward()
         return decisions
 

@@ -1,4 +1,5 @@
-"""Build the Celery app of a site's worker from the configuration."""
+"""Assemble a site's worker from the configuration: the check consumer that
+`smtp-checks worker` runs, or the Celery app that `celery -A workers.celery_main` runs."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from shared.adhoc_replies import AdhocReplies
 from shared.celery_app import make_app
 from shared.config import Config
 from shared.result_queue import ResultQueue
+from workers.check_consumer import CheckConsumer
 from workers.check_runner import CheckRunner
 from workers.check_task import register_check_task
+from workers.result_publisher import ResultPublisher
 from workers.target_limits import TargetLimiter, TargetLimits
 
 
@@ -19,18 +22,26 @@ class WorkerSetupError(Exception):
     """The configuration cannot run a worker for this site; the message says why."""
 
 
-def worker_app(config: Config, site: str) -> Celery:
-    if site not in config.sites:
-        known = ", ".join(sorted(config.sites)) or "none"
-        raise WorkerSetupError(f"unknown site '{site}' (sites in the config: {known})")
-    if config.broker_url is None:
-        raise WorkerSetupError(
-            "broker_url is not set: a worker needs a broker (or use `smtp-checks run`)"
-        )
-    state = config.state_redis_url
-    if state is None:  # config validation already requires it beside any other broker
-        raise WorkerSetupError("no Redis for results and limits: set redis_url")
-    app = make_app(config.broker_url, config.sites, visibility_timeout=config.visibility_timeout)
+def check_consumer(config: Config, site: str, *, worker: str, concurrency: int) -> CheckConsumer:
+    """What `smtp-checks worker` runs: one consumer thread and one event loop."""
+    broker_url, state = _urls(config, site)
+    app = make_app(broker_url, config.sites, visibility_timeout=config.visibility_timeout)
+    return CheckConsumer(
+        app,
+        site,
+        CheckRunner(_limiter(config, state)),
+        ResultPublisher(redis.asyncio.Redis.from_url(state)),
+        worker=worker,
+        concurrency=concurrency,
+        rate_limit=config.sites[site].rate_limit,
+    )
+
+
+def celery_worker_app(config: Config, site: str) -> Celery:
+    """For Celery's own command line: the check task in Celery's thread pool (a thread per
+    check in flight: simpler to embed, but slower and with a less exact `time`)."""
+    broker_url, state = _urls(config, site)
+    app = make_app(broker_url, config.sites, visibility_timeout=config.visibility_timeout)
     client = redis.Redis.from_url(state)
     register_check_task(
         app,
@@ -40,6 +51,20 @@ def worker_app(config: Config, site: str) -> Celery:
         replies=AdhocReplies(client),
     )
     return app
+
+
+def _urls(config: Config, site: str) -> tuple[str, str]:
+    """The broker and the Redis of a worker of `site`, or WorkerSetupError."""
+    if site not in config.sites:
+        known = ", ".join(sorted(config.sites)) or "none"
+        raise WorkerSetupError(f"unknown site '{site}' (sites in the config: {known})")
+    if config.broker_url is None:
+        raise WorkerSetupError(
+            "broker_url is not set: a worker needs a broker (or use `smtp-checks run`)"
+        )
+    if config.state_redis_url is None:  # config validation already requires it
+        raise WorkerSetupError("no Redis for results and limits: set redis_url")
+    return config.broker_url, config.state_redis_url
 
 
 def _limiter(config: Config, url: str) -> TargetLimiter:

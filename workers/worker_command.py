@@ -1,24 +1,25 @@
 """`smtp-checks worker --config FILE --site SITE`: run the checks of one site's queue.
 
-Concurrency model: Celery's thread pool, each thread waiting on a check that runs on the
-process's one asyncio loop (workers/event_loop.py). Checks are network waits, so a thread
-per check in flight costs little memory and no CPU, and the probe's own deadline holds
-whatever the pool (Celery's time limits do not apply to threads). BENCHMARKS.md has the
-figures that led here.
+Concurrency model: one thread consumes `checks.<SITE>` and one asyncio loop runs every check
+of the process (workers/check_consumer.py); `--concurrency` is how many checks are in
+flight at once. Checks are network waits, so one process keeps hundreds of them going at
+little CPU, and each check's own deadline bounds it. BENCHMARKS.md has the figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import socket
 import sys
+from types import FrameType
 
-from shared.celery_app import check_queue
 from shared.config import ConfigError, load_config
-from workers.worker_app import WorkerSetupError, worker_app
+from workers.worker_app import WorkerSetupError, check_consumer
 
 DEFAULT_CONCURRENCY = 500
+log = logging.getLogger("smtp_checks.worker")
 
 
 def run_worker(argv: list[str]) -> int:
@@ -32,30 +33,27 @@ def run_worker(argv: list[str]) -> int:
     parser.add_argument("--loglevel", default="INFO")
     parser.add_argument("--hostname", help="worker name (default smtp-checks-SITE@HOST)")
     args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    name = args.hostname or f"smtp-checks-{args.site}@{socket.gethostname()}"
     try:
         config = load_config(args.config)
-        app = worker_app(config, args.site)
+        consumer = check_consumer(config, args.site, worker=name, concurrency=args.concurrency)
     except ConfigError as error:
         sys.stderr.write(f"{error}\n")
         return 2
     except WorkerSetupError as error:
         sys.stderr.write(f"{args.config}: {error}\n")
         return 2
-    logging.basicConfig(
-        level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
-        # Celery logs every task at INFO: thousands of lines a minute that say nothing.
-        logging.getLogger("celery.app.trace").setLevel(logging.WARNING)
-    worker = app.Worker(
-        queues=[check_queue(args.site)],
-        pool="threads",
-        concurrency=args.concurrency,
-        hostname=args.hostname or f"smtp-checks-{args.site}@{socket.gethostname()}",
-        loglevel=args.loglevel.upper(),
-        without_mingle=True,
-        without_gossip=True,
-        without_heartbeat=False,
-    )
-    worker.start()
-    return int(worker.exitcode or 0)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("%s stopping (signal %d): finishing the checks in flight", name, signum)
+        consumer.stop_event.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("%s ready", name)
+    consumer.run()
+    log.info("%s stopped", name)
+    return 0

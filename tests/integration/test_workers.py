@@ -324,3 +324,28 @@ def test_worker_refuses_an_unknown_site(tmp_path: Path, plain_server: SmtpServer
     )  # fmt: skip
     assert done.returncode == 2
     assert "unknown site 'tokyo' (sites in the config: paris)" in done.stderr
+
+
+def test_celery_command_line_runs_checks_too(
+    broker_url: str, tmp_path: Path, deployment: list[Deployment], plain_server: SmtpServer
+) -> None:
+    d = Deployment.write(
+        tmp_path, settings(broker_url, [host("mx1", plain_server, checks={"login": {}})])
+    )
+    deployment.append(d)
+    log = (tmp_path / "celery.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "workers.celery_main", "worker", "-Q", "checks.paris",
+         "-P", "threads", "-c", "4", "-n", "celery@test", "--without-mingle", "--without-gossip"],
+        stdout=log, stderr=subprocess.STDOUT,
+        env={**os.environ, "SMTP_CHECKS_CONFIG": str(d.path), "SMTP_CHECKS_SITE": "paris"},
+    )  # fmt: skip
+    d.workers.append(process)
+    request = d.request("mx1/login")
+    publish(d.app(), request)
+    (result,) = results(broker_url, 1)
+    assert (result.run_id, result.outcome, result.worker) == (
+        request.run_id,
+        Outcome.SUCCESS,
+        "celery@test",
+    )
