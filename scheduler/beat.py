@@ -37,7 +37,7 @@ from scheduler.schedule import Cadence, Slot
 from shared.celery_app import make_app
 from shared.config import Config, ConfigError, ScheduledCheck, load_config
 from shared.messages import CheckRequest
-from shared.outstanding import DEFAULT_PREFIX
+from shared.outstanding import DEFAULT_PREFIX, Ledger
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,11 @@ class Beat:
         self._path = Path(config_path) if config_path is not None else None
         self._prefix = prefix
         self._clock = clock
-        self._publisher = RunPublisher(app or _app_for(config), client, prefix=prefix)
+        # The ledger's due time is the stale time plus the config's orphan grace.
+        self._ledger = Ledger(client, prefix=prefix, grace=config.centreon.orphan_grace)
+        self._publisher = RunPublisher(
+            app or _app_for(config), client, ledger=self._ledger, prefix=prefix
+        )
         self._entries: dict[str, _Entry] = {}
         self._due: dict[str, float] = {}  # check id -> the due time its heap item carries
         self._heap: list[tuple[float, str]] = []
@@ -158,7 +162,7 @@ class Beat:
             if entry is None or self._due.get(check_id) != when:
                 continue  # removed or rescheduled by a reload
             slot = entry.cadence.latest_slot(now)
-            if self._last.get(check_id) == slot.scheduled_for:
+            if self._last.get(check_id) == slot.scheduled_for or _too_late(entry.check, slot, now):
                 self._push(check_id, entry.cadence.next_slot(now).scheduled_for)
                 continue
             due.append((entry, slot))
@@ -277,6 +281,7 @@ class Beat:
             self._publisher.app = _app_for(config)
         before = len(self._entries)
         self._config = config
+        self._ledger.grace = config.centreon.orphan_grace
         self._apply(config.scheduled_checks())
         log.info("config reloaded: %d checks (was %d)", len(self._entries), before)
         return True
@@ -303,3 +308,10 @@ def _stamp(path: Path | None) -> tuple[int, int] | None:
     except OSError:
         return None
     return status.st_mtime_ns, status.st_size
+
+
+def _too_late(check: ScheduledCheck, slot: Slot, now: float) -> bool:
+    """A slot owed after a gap (start-up, takeover) that could not finish before its stale
+    time: enqueueing it would only produce a 'not started in time' UNKNOWN. The next slot
+    comes soon enough. In steady state a slot goes out at its time and is never this late."""
+    return slot.stale_at - now < min(check.timeout, check.interval) / 2

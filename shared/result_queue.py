@@ -15,22 +15,10 @@ from __future__ import annotations
 
 import redis
 
+from shared.batch_list import BatchList
 from shared.messages import CheckResult
 
 DEFAULT_PREFIX = "smtp-checks:"
-
-# KEYS: queue, in-flight, lease, consumers set. ARGV: batch size, lease ms, consumer id.
-_TAKE = """
-redis.call('SET', KEYS[3], 1, 'PX', ARGV[2])
-redis.call('SADD', KEYS[4], ARGV[3])
-local inflight = redis.call('LRANGE', KEYS[2], 0, -1)
-if #inflight > 0 then return inflight end
-local batch = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-if #batch == 0 then return batch end
-redis.call('LTRIM', KEYS[1], #batch, -1)
-redis.call('RPUSH', KEYS[2], unpack(batch))
-return batch
-"""
 
 # KEYS: queue, consumers set. ARGV: key prefix. Give back the batches of dead consumers.
 _RECLAIM = """
@@ -52,10 +40,10 @@ return returned
 class ResultQueue:
     def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
         self._client = client
-        self.key = f"{prefix}results"
+        self._list = BatchList(client, f"{prefix}results")
+        self.key = self._list.key
         self._consumer_prefix = f"{prefix}results:"
         self._consumers = f"{prefix}results:consumers"
-        self._take = client.register_script(_TAKE)
         self._reclaim = client.register_script(_RECLAIM)
 
     def push(self, result: CheckResult) -> None:
@@ -63,12 +51,15 @@ class ResultQueue:
 
     def take(self, consumer: str, size: int, *, lease: float) -> list[bytes]:
         """The next batch for `consumer` (its unfinished one first); renews its lease."""
-        keys = [self.key, self._inflight(consumer), self._lease(consumer), self._consumers]
-        return list(self._take(keys=keys, args=[size, int(lease * 1000), consumer]))
+        pipe = self._client.pipeline()
+        pipe.set(self._lease(consumer), 1, px=int(lease * 1000))
+        pipe.sadd(self._consumers, consumer)
+        pipe.execute()
+        return self._list.take(self._inflight(consumer), size)
 
     def done(self, consumer: str) -> None:
         """The batch last taken by `consumer` is recorded."""
-        self._client.delete(self._inflight(consumer))
+        self._list.done(self._inflight(consumer))
 
     def leave(self, consumer: str) -> None:
         """A clean stop: nothing in flight, no lease to wait for."""

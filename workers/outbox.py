@@ -16,18 +16,8 @@ import json
 
 import redis
 
+from shared.batch_list import BatchList
 from workers.forwarders.base import PassiveResult
-
-# KEYS: queue, in-flight. ARGV: batch size. Returns the batch (an unfinished one first).
-_TAKE = """
-local inflight = redis.call('LRANGE', KEYS[2], 0, -1)
-if #inflight > 0 then return inflight end
-local batch = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-if #batch == 0 then return batch end
-redis.call('LTRIM', KEYS[1], #batch, -1)
-redis.call('RPUSH', KEYS[2], unpack(batch))
-return batch
-"""
 
 # KEYS: queue, stats. ARGV: max length. Drop the oldest refreshes while over the bound.
 _TRIM = """
@@ -67,18 +57,18 @@ class Outbox:
         self._lock = f"{base}:lock"
         self._client = client
         self.max_length = max_length
-        self._take = client.register_script(_TAKE)
+        self._list = BatchList(client, base)
         self._trim = client.register_script(_TRIM)
         self._hold = client.register_script(_HOLD)
 
     def take(self, size: int) -> list[PassiveResult]:
         """The next batch to deliver: the unfinished one if any, else the oldest `size`."""
-        raw = self._take(keys=[self.key, self._inflight], args=[size])
+        raw = self._list.take(self._inflight, size)
         return [PassiveResult.from_json(json.loads(item)) for item in raw]
 
     def delivered(self) -> None:
         """The batch last taken reached Centreon."""
-        self._client.delete(self._inflight)
+        self._list.done(self._inflight)
 
     def trim(self) -> int:
         """Enforce the bound; the number of refreshes dropped."""

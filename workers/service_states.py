@@ -4,8 +4,9 @@ A result is forwarded when its service's status changes, and otherwise at least 
 `resend_interval` seconds (Centreon's freshness checking needs a fresh result even when
 nothing changed). The decision, the new state and the append to every forwarder's outbox
 are one Lua script: a consumer killed between two steps cannot lose a state change or
-forward one twice, and two consumers cannot both forward the same result (each run is
-recorded once).
+forward one twice, and two consumers cannot both forward the same result. A result
+delivered again (a redelivered batch, a check run twice) is recognised by the run id kept
+with the state, and an older result by its check time: no per-run keys pile up in Redis.
 """
 
 from __future__ import annotations
@@ -17,17 +18,17 @@ import redis
 
 from workers.forwarders.base import PassiveResult
 
-# KEYS: states hash, resend zset, seen-run key, outbox lists...
-# ARGV: service field, passive result JSON, now, resend interval, seen TTL.
+# KEYS: states hash, resend zset, outbox lists...
+# ARGV: service field, passive result JSON (with its run id), now, resend interval.
 # Returns 'change', 'refresh', 'same' (kept, not forwarded), 'old' or 'duplicate'.
 _RECORD = """
-if not redis.call('SET', KEYS[3], 1, 'NX', 'EX', ARGV[5]) then return 'duplicate' end
 local result = cjson.decode(ARGV[2])
 local now, resend = tonumber(ARGV[3]), tonumber(ARGV[4])
 local previous = redis.call('HGET', KEYS[1], ARGV[1])
 local kind, forwarded_at = 'change', now
 if previous then
   previous = cjson.decode(previous)
+  if result.run_id == previous.run_id then return 'duplicate' end
   if result.check_time < previous.check_time then return 'old' end
   if result.status == previous.status then
     if now >= previous.forwarded_at + resend then kind = 'refresh'
@@ -40,8 +41,9 @@ redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(result))
 redis.call('ZADD', KEYS[2], forwarded_at + resend, ARGV[1])
 if kind ~= 'same' then
   result.forwarded_at = nil
+  result.run_id = nil
   local item = cjson.encode(result)
-  for i = 4, #KEYS do redis.call('RPUSH', KEYS[i], item) end
+  for i = 3, #KEYS do redis.call('RPUSH', KEYS[i], item) end
 end
 return kind
 """
@@ -59,6 +61,7 @@ for _, field in ipairs(fields) do
     redis.call('HSET', KEYS[1], field, cjson.encode(state))
     redis.call('ZADD', KEYS[2], now + resend, field)
     state.forwarded_at = nil
+    state.run_id = nil
     state.check_time = now
     state.kind = 'refresh'
     local item = cjson.encode(state)
@@ -69,8 +72,6 @@ for _, field in ipairs(fields) do
 end
 return #fields
 """
-
-SEEN_TTL = 86400  # seconds a run id is remembered, to recognise a redelivered result
 
 
 def service_field(host: str, service: str) -> str:
@@ -95,7 +96,6 @@ class ServiceStates:
         self._client = client
         self._states = f"{prefix}states"
         self._resend = f"{prefix}states:resend"
-        self._seen = f"{prefix}seen:"
         self._outboxes = outbox_keys
         self.resend_interval = resend_interval
         self._record = client.register_script(_RECORD)
@@ -106,16 +106,15 @@ class ServiceStates:
         became. Orphan reports use a run id of their own (`orphan:<run>`)."""
         pipe = self._client.pipeline(transaction=False)
         for run_id, result in items:
-            payload = result.as_json()
+            payload = {**result.as_json(), "run_id": run_id}
             payload.pop("kind")
             self._record(
-                keys=[self._states, self._resend, self._seen + run_id, *self._outboxes],
+                keys=[self._states, self._resend, *self._outboxes],
                 args=[
                     service_field(result.host, result.service),
                     json.dumps(payload),
                     now,
                     self.resend_interval,
-                    SEEN_TTL,
                 ],
                 client=pipe,
             )

@@ -26,11 +26,12 @@ def check_consumer(config: Config, site: str, *, worker: str, concurrency: int) 
     """What `smtp-checks worker` runs: one consumer thread and one event loop."""
     broker_url, state = _urls(config, site)
     app = make_app(broker_url, config.sites, visibility_timeout=config.visibility_timeout)
+    client = _async_redis(state, concurrency)
     return CheckConsumer(
         app,
         site,
-        CheckRunner(_limiter(config, state)),
-        ResultPublisher(redis.asyncio.Redis.from_url(state)),
+        CheckRunner(_limiter(config, client)),
+        ResultPublisher(client),
         worker=worker,
         concurrency=concurrency,
         rate_limit=config.sites[site].rate_limit,
@@ -45,7 +46,7 @@ def celery_worker_app(config: Config, site: str) -> Celery:
     client = redis.Redis.from_url(state)
     register_check_task(
         app,
-        CheckRunner(_limiter(config, state)),
+        CheckRunner(_limiter(config, redis.asyncio.Redis.from_url(state))),
         ResultQueue(client),
         rate_limit=config.sites[site].rate_limit,
         replies=AdhocReplies(client),
@@ -67,9 +68,19 @@ def _urls(config: Config, site: str) -> tuple[str, str]:
     return config.broker_url, config.state_redis_url
 
 
-def _limiter(config: Config, url: str) -> TargetLimiter:
+def _async_redis(url: str, concurrency: int) -> redis.asyncio.Redis:
+    """One client for the loop's permits and results. Every check in flight may hold a
+    connection at once: a pool smaller than that fails calls (redis-py's default, 100)
+    instead of making them wait; this one waits."""
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=concurrency + 16, timeout=30
+    )
+    return redis.asyncio.Redis(connection_pool=pool)
+
+
+def _limiter(config: Config, client: redis.asyncio.Redis) -> TargetLimiter:
     limits = TargetLimits(
         max_concurrent=config.target_limits.max_concurrent,
         max_per_minute=config.target_limits.max_per_minute,
     )
-    return TargetLimiter(redis.asyncio.Redis.from_url(url), limits)
+    return TargetLimiter(client, limits)
