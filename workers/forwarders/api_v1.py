@@ -21,24 +21,19 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from typing import Any, Final
 
 import httpx
 
 from shared.config import ApiV1Forwarder as ApiV1Config
-from workers.forwarders.api_v2 import (
+from workers.forwarders.base import ForwardError, PassiveResult
+from workers.forwarders.http_forwarder import (
     DEFAULT_TIMEOUT,
     MAX_BATCH,
+    HttpForwarder,
     PasswordSource,
-    Redactor,
-    endpoint_label,
-    get_password,
-    server_message,
-    transport_failure,
+    secret_source,
 )
-from workers.forwarders.base import ForwardError, PassiveResult
-from workers.secrets import resolve_secret
 
 __all__ = ["ApiV1Forwarder"]
 
@@ -50,9 +45,18 @@ ACCEPTED: Final = 202
 PARTIAL: Final = 206
 
 
-class ApiV1Forwarder:
+class ApiV1Forwarder(HttpForwarder):
     """A `Forwarder` for Centreon's REST API v1 `centreon_submit_results`. Synchronous; one
-    call at a time (a lock serialises `deliver` and `close`)."""
+    call at a time (a lock serialises `deliver` and `close`). API v1 has no logout: `close`
+    only forgets the token."""
+
+    KIND = "api_v1"
+    LOGIN = "authenticate"
+    LOGIN_NOUN = "authentication"
+    LOGIN_GERUND = "authenticating"
+    AUTH_FIELD = "authToken"
+    AUTH_HEADER = "centreon-auth-token"
+    _log = log
 
     def __init__(
         self,
@@ -64,72 +68,39 @@ class ApiV1Forwarder:
         timeout: float = DEFAULT_TIMEOUT,
         max_batch: int = MAX_BATCH,
     ) -> None:
-        self.url = url
-        self.name = f"api_v1:{endpoint_label(url)}"
-        self.username = username
-        self.timeout = timeout
-        self._password = password
-        self._max_batch = max(1, max_batch)
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout),
-            verify=verify_tls,
-            headers={"Accept": "application/json"},
-            follow_redirects=False,
+        super().__init__(
+            url, username, password, verify_tls=verify_tls, timeout=timeout, max_batch=max_batch
         )
-        self._redact = Redactor()
-        if isinstance(password, str):
-            self._redact.add(password)
-        self._token: str | None = None
-        self._lock = threading.Lock()
-        self._closed = False
-        self.delivered = 0
-        self.dropped_unknown = 0
-        self.dropped_invalid = 0
-        self.logins = 0
 
     @classmethod
     def from_config(cls, model: ApiV1Config, *, timeout: float = DEFAULT_TIMEOUT) -> ApiV1Forwarder:
         """Build from a `centreon.forwarders` entry. The password reference is resolved now
         (a missing secret fails fast with `SecretNotFound`) and again at every login."""
-        reference = str(model.password)
-        resolve_secret(reference)
-        return cls(model.url, model.username, lambda: resolve_secret(reference), timeout=timeout)
+        return cls(model.url, model.username, secret_source(str(model.password)), timeout=timeout)
 
-    # --- the Forwarder protocol --------------------------------------------------------------
+    # --- one endpoint, named by its action ---------------------------------------------------
 
-    def deliver(self, batch: list[PassiveResult]) -> None:
-        """Submit `batch` in order, `max_batch` results per request, or raise ForwardError.
-        After a ForwardError the whole batch may be delivered again: a result Centreon already
-        took is then submitted twice (same check time), which is harmless."""
-        if not batch:
-            return
-        with self._lock:
-            if self._closed:
-                raise ForwardError(f"{self.name}: forwarder is closed")
-            for start in range(0, len(batch), self._max_batch):
-                self._deliver_chunk(batch[start : start + self._max_batch])
+    def _target(self, what: str) -> str:
+        """Every request goes to the one URL; `what` is the action, sent in the query."""
+        return self.url
 
-    def close(self) -> None:
-        """API v1 has no logout: forget the token and close the connection pool."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._token = None
-            self._client.close()
+    def _describe(self, method: str, what: str) -> str:
+        """Errors name the action alone (`submit`, `authenticate`): the method is always POST."""
+        return what
 
-    def __enter__(self) -> ApiV1Forwarder:
-        return self
+    def _login_succeeded(self, response: httpx.Response) -> bool:
+        return response.status_code == 200
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _login_kwargs(self, password: str) -> dict[str, Any]:
+        return {"params": AUTHENTICATE, "data": {"username": self.username, "password": password}}
 
     # --- delivery ----------------------------------------------------------------------------
 
     def _deliver_chunk(self, chunk: list[PassiveResult]) -> None:
-        response = self._submit({"results": [_result(result) for result in chunk]})
+        body = {"results": [_result(result) for result in chunk]}
+        response = self._authorized("POST", "submit", params=SUBMIT, json=body)
         if response.status_code not in (200, PARTIAL):
-            raise self._unexpected(response)
+            raise self._unexpected(response, "POST", "submit")
         codes = self._codes(response, len(chunk))
         if codes is None:
             if response.status_code == PARTIAL:
@@ -190,74 +161,6 @@ class ApiV1Forwarder:
             )
             return None
         return [(code, self._redact(message)) for code, message in codes]
-
-    # --- HTTP --------------------------------------------------------------------------------
-
-    def _submit(self, body: dict[str, Any]) -> httpx.Response:
-        if self._token is None:
-            self._authenticate()
-        response = self._post_submit(body)
-        if response.status_code == 401:
-            log.info("%s: token refused (expired?), authenticating again", self.name)
-            self._token = None
-            self._authenticate()
-            response = self._post_submit(body)
-            if response.status_code == 401:
-                self._token = None
-                raise ForwardError(
-                    f"{self.name}: submit: 401 Unauthorized right after a fresh authentication "
-                    f"as '{self.username}'"
-                )
-        return response
-
-    def _post_submit(self, body: dict[str, Any]) -> httpx.Response:
-        assert self._token is not None
-        return self._request(
-            "POST", "submit", params=SUBMIT, json=body, headers={"centreon-auth-token": self._token}
-        )
-
-    def _request(self, method: str, what: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._client.request(method, self.url, **kwargs)
-        except httpx.HTTPError as error:
-            raise ForwardError(
-                self._redact(transport_failure(self.name, method, what, error))
-            ) from error
-
-    def _authenticate(self) -> None:
-        password = get_password(self._password, self.name)
-        self._redact.add(password)
-        response = self._request(
-            "POST",
-            "authenticate",
-            params=AUTHENTICATE,
-            data={"username": self.username, "password": password},
-        )
-        if response.status_code in (401, 403):
-            raise ForwardError(
-                f"{self.name}: authentication refused for user '{self.username}' "
-                f"(HTTP {response.status_code}): check the username and password"
-            )
-        if response.status_code != 200:
-            raise self._unexpected(response, "authenticate")
-        try:
-            token = response.json()["authToken"]
-        except (ValueError, KeyError, TypeError):
-            token = None
-        if not isinstance(token, str) or not token:
-            raise ForwardError(f"{self.name}: authenticate: reply has no authToken")
-        self._redact.add(token)
-        self._token = token
-        self.logins += 1
-
-    def _unexpected(self, response: httpx.Response, what: str = "submit") -> ForwardError:
-        reason = server_message(response)
-        return ForwardError(
-            self._redact(
-                f"{self.name}: {what}: HTTP {response.status_code}"
-                + (f": {reason}" if reason else "")
-            )
-        )
 
 
 def _result(result: PassiveResult) -> dict[str, str]:

@@ -21,106 +21,44 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable
 from typing import Any, Final, TypeAlias
 
 import httpx
 
 from shared.config import ApiV2Forwarder as ApiV2Config
 from workers.forwarders.base import ForwardError, PassiveResult
-from workers.secrets import SecretNotFound, resolve_secret
+from workers.forwarders.http_forwarder import (
+    DEFAULT_TIMEOUT,
+    MAX_BATCH,
+    HttpForwarder,
+    PasswordSource,
+    is_success,
+    secret_source,
+    server_message,
+)
 
 __all__ = ["ApiV2Forwarder", "PasswordSource"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TIMEOUT: Final = 10.0  # seconds, for connect, read, write and pool each
 UNKNOWN_RECHECK: Final = 300.0  # seconds before a name that resolved to nothing is looked up again
-MAX_BATCH: Final = 100  # resources per submit request
 SUBMIT_PATH: Final = "/monitoring/resources/submit"
-
-PasswordSource: TypeAlias = str | Callable[[], str]
-"""The password itself, or a function returning it (called at every login, so a rotated
-`file:` secret is picked up without a restart)."""
 
 Ids: TypeAlias = tuple[int, int]  # (host_id, service_id)
 
 
-# --- helpers shared with the v1 forwarder -----------------------------------------------------
-
-
-def endpoint_label(url: str) -> str:
-    """`host[:port]` of `url`: names the forwarder in logs without any path or userinfo."""
-    parsed = httpx.URL(url)
-    return f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
-
-
-class Redactor:
-    """Masks known secrets (password, tokens) in text bound for a log line or an error."""
-
-    def __init__(self) -> None:
-        self._secrets: set[str] = set()
-
-    def add(self, secret: str) -> None:
-        if secret:
-            self._secrets.add(secret)
-
-    def __call__(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
-
-
-def server_message(response: httpx.Response, limit: int = 200) -> str:
-    """Centreon's short reason for an error reply (`{"code": 404, "message": "..."}`), or the
-    start of the body: one line, bounded."""
-    try:
-        data: Any = response.json()
-    except ValueError:
-        text = response.text
-    else:
-        if isinstance(data, dict) and isinstance(data.get("message"), str):
-            text = data["message"]
-        elif isinstance(data, str):
-            text = data
-        else:
-            text = json.dumps(data)
-    return " ".join(text.split())[:limit]
-
-
-def transport_failure(name: str, method: str, what: str, error: httpx.HTTPError) -> str:
-    """One line for a request that got no HTTP answer."""
-    if isinstance(error, httpx.TimeoutException):
-        kind = f"timed out ({type(error).__name__})"
-    elif isinstance(error, httpx.ConnectError):
-        kind = "cannot connect"
-    else:
-        kind = type(error).__name__
-    detail = str(error) or type(error).__name__
-    return f"{name}: {method} {what}: {kind}: {detail}"
-
-
-def get_password(source: PasswordSource, name: str) -> str:
-    if isinstance(source, str):
-        return source
-    try:
-        return source()
-    except SecretNotFound as error:  # names the reference, never a value
-        raise ForwardError(f"{name}: {error}") from None
-
-
-def is_success(response: httpx.Response) -> bool:
-    return 200 <= response.status_code < 300
-
-
-# --- the forwarder ---------------------------------------------------------------------------
-
-
-class ApiV2Forwarder:
+class ApiV2Forwarder(HttpForwarder):
     """A `Forwarder` for Centreon's REST API v2. Synchronous; one call at a time (a lock
     serialises `deliver` and `close`)."""
+
+    KIND = "api_v2"
+    LOGIN = "/login"
+    LOGIN_NOUN = "login"
+    LOGIN_GERUND = "logging in"
+    AUTH_FIELD = "security.token"
+    AUTH_HEADER = "X-AUTH-TOKEN"
+    _log = log
 
     def __init__(
         self,
@@ -133,86 +71,48 @@ class ApiV2Forwarder:
         unknown_recheck: float = UNKNOWN_RECHECK,
         max_batch: int = MAX_BATCH,
     ) -> None:
-        self.url = url.rstrip("/")
-        self.name = f"api_v2:{endpoint_label(url)}"
-        self.username = username
-        self.timeout = timeout
-        self._password = password
-        self._unknown_recheck = unknown_recheck
-        self._max_batch = max(1, max_batch)
-        self._client = httpx.Client(
-            base_url=self.url,
-            timeout=httpx.Timeout(timeout),
-            verify=verify_tls,
-            headers={"Accept": "application/json"},
-            follow_redirects=False,
+        # Requests name paths below the API root (`/login`, `/monitoring/services`).
+        root = url.rstrip("/")
+        super().__init__(
+            root,
+            username,
+            password,
+            verify_tls=verify_tls,
+            timeout=timeout,
+            max_batch=max_batch,
+            base_url=root,
         )
-        self._redact = Redactor()
-        if isinstance(password, str):
-            self._redact.add(password)
-        self._token: str | None = None
+        self._unknown_recheck = unknown_recheck
         self._ids: dict[tuple[str, str], Ids] = {}
         self._unknown: dict[tuple[str, str], float] = {}  # name -> monotonic time of the lookup
-        self._lock = threading.Lock()
-        self._closed = False
-        # Counters, for metrics and tests.
-        self.delivered = 0
-        self.dropped_unknown = 0
-        self.dropped_invalid = 0
-        self.logins = 0
         self.lookups = 0
 
     @classmethod
     def from_config(cls, model: ApiV2Config, *, timeout: float = DEFAULT_TIMEOUT) -> ApiV2Forwarder:
         """Build from a `centreon.forwarders` entry. The password reference is resolved now
         (a missing secret fails fast with `SecretNotFound`) and again at every login."""
-        reference = str(model.password)
-        resolve_secret(reference)
         return cls(
             model.url,
             model.username,
-            lambda: resolve_secret(reference),
+            secret_source(str(model.password)),
             verify_tls=model.verify_tls,
             timeout=timeout,
         )
 
-    # --- the Forwarder protocol --------------------------------------------------------------
+    # --- login -------------------------------------------------------------------------------
 
-    def deliver(self, batch: list[PassiveResult]) -> None:
-        """Submit `batch` in order, `max_batch` resources per request, or raise ForwardError.
-        After a ForwardError the whole batch may be delivered again: a result Centreon already
-        took is then submitted twice, which is harmless for a passive state."""
-        if not batch:
-            return
-        with self._lock:
-            if self._closed:
-                raise ForwardError(f"{self.name}: forwarder is closed")
-            for start in range(0, len(batch), self._max_batch):
-                self._deliver_chunk(batch[start : start + self._max_batch])
+    def _login_kwargs(self, password: str) -> dict[str, Any]:
+        credentials = {"login": self.username, "password": password}
+        return {"json": {"security": {"credentials": credentials}}}
 
-    def close(self) -> None:
-        """Log out (best effort, short timeout) and close the connection pool."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            token, self._token = self._token, None
-            if token is not None:
-                try:
-                    self._client.get(
-                        "/logout",
-                        headers={"X-AUTH-TOKEN": token},
-                        timeout=min(self.timeout, 5.0),
-                    )
-                except httpx.HTTPError as error:
-                    log.debug("%s: logout failed: %s", self.name, type(error).__name__)
-            self._client.close()
-
-    def __enter__(self) -> ApiV2Forwarder:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def _logout(self, token: str) -> None:
+        """Best effort with a short timeout: a token left behind expires after an hour."""
+        try:
+            self._client.get(
+                "/logout", headers={self.AUTH_HEADER: token}, timeout=min(self.timeout, 5.0)
+            )
+        except httpx.HTTPError as error:
+            log.debug("%s: logout failed: %s", self.name, type(error).__name__)
 
     # --- delivery ----------------------------------------------------------------------------
 
@@ -338,77 +238,12 @@ class ApiV2Forwarder:
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """An authenticated request; logs in first if needed and once more on a 401. Raises
-        ForwardError for no answer, 5xx, 403 and a 401 that survives a fresh login."""
-        if self._token is None:
-            self._login()
-        response = self._send(method, path, body=body, params=params)
-        if response.status_code == 401:
-            log.info("%s: token refused (expired?), logging in again", self.name)
-            self._token = None
-            self._login()
-            response = self._send(method, path, body=body, params=params)
-            if response.status_code == 401:
-                self._token = None
-                raise ForwardError(
-                    f"{self.name}: {method} {path}: 401 Unauthorized right after a fresh login "
-                    f"as '{self.username}'"
-                )
+        """An authenticated request (see `_authorized`). Also raises ForwardError for 5xx and
+        403: worth retrying later, unlike a refusal of one result."""
+        response = self._authorized(method, path, json=body, params=params)
         if response.status_code == 403 or response.status_code >= 500:
             raise self._unexpected(response, method, path)
         return response
-
-    def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: dict[str, Any] | None,
-        params: dict[str, str] | None,
-    ) -> httpx.Response:
-        assert self._token is not None
-        return self._request(
-            method, path, json=body, params=params, headers={"X-AUTH-TOKEN": self._token}
-        )
-
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            return self._client.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
-            raise ForwardError(
-                self._redact(transport_failure(self.name, method, path, error))
-            ) from error
-
-    def _login(self) -> None:
-        password = get_password(self._password, self.name)
-        self._redact.add(password)
-        credentials = {"login": self.username, "password": password}
-        response = self._request("POST", "/login", json={"security": {"credentials": credentials}})
-        if response.status_code in (401, 403):
-            raise ForwardError(
-                f"{self.name}: login refused for user '{self.username}' "
-                f"(HTTP {response.status_code}): check the username and password"
-            )
-        if not is_success(response):
-            raise self._unexpected(response, "POST", "/login")
-        try:
-            token = response.json()["security"]["token"]
-        except (ValueError, KeyError, TypeError):
-            token = None
-        if not isinstance(token, str) or not token:
-            raise ForwardError(f"{self.name}: POST /login: reply has no security.token")
-        self._redact.add(token)
-        self._token = token
-        self.logins += 1
-
-    def _unexpected(self, response: httpx.Response, method: str, path: str) -> ForwardError:
-        reason = server_message(response)
-        return ForwardError(
-            self._redact(
-                f"{self.name}: {method} {path}: HTTP {response.status_code}"
-                + (f": {reason}" if reason else "")
-            )
-        )
 
 
 def _resource(result: PassiveResult, ids: Ids) -> dict[str, Any]:
