@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -85,6 +86,11 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=300, help="configured hosts (300)")
     parser.add_argument("--loglevel", default="INFO", help="worker --loglevel (INFO)")
     parser.add_argument("--timeout", type=float, default=300, help="per round, seconds")
+    parser.add_argument(
+        "--rate", type=float, default=0.0,
+        help="publish rounds after the first at this many checks a second, spread as the beat "
+        "spreads checks over their interval (default: all at once, the worst case)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     with ExitStack() as stack:
@@ -110,7 +116,12 @@ def main() -> None:
             if round_number > 1:
                 for server in servers:  # every session of the last round has ended
                     server.command("reset")
-                prefill(deployment, args.checks)  # at once, to the running worker
+                if args.rate:
+                    threading.Thread(
+                        target=prefill, args=(deployment, args.checks, args.rate), daemon=True
+                    ).start()
+                else:
+                    prefill(deployment, args.checks)  # at once, to the running worker
             target = round_number * args.checks
             deadline = time.perf_counter() + args.timeout
             rss_max, cpu_start = rss_start, proc_cpu(worker.pid)

@@ -187,12 +187,15 @@ def write_config(directory: Path, ports: list[int], hosts: int, **check: Any) ->
     return Deployment.write(directory, settings)
 
 
-def prefill(deployment: Deployment, count: int) -> float:
-    """Publish `count` requests (round robin over the configured checks); returns seconds."""
+def prefill(deployment: Deployment, count: int, rate: float = 0.0) -> float:
+    """Publish `count` requests (round robin over the configured checks), at once or `rate`
+    a second; returns seconds."""
     app = deployment.app()
     checks = deployment.config.scheduled_checks()
     started = time.perf_counter()
     for index in range(count):
+        if rate:
+            time.sleep(max(0.0, started + index / rate - time.perf_counter()))
         now = time.time()
         request = CheckRequest.from_scheduled(
             checks[index % len(checks)], scheduled_for=now, stale_at=now + 3600
