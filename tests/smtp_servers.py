@@ -61,6 +61,7 @@ __all__ = [
     "CERT_VARIANTS",
     "INJECTION_BANNER",
     "INJECTION_PAYLOAD",
+    "INJECTION_REFUSAL",
     "INVALID_UTF8_BANNER",
     "LOOPBACK",
     "RAW_SCENARIOS",
@@ -845,6 +846,7 @@ RawScenario = Literal[
     "huge_line",
     "invalid_utf8_banner",
     "injection_banner",
+    "injection_refusal",
     "garbage",
 ]
 RAW_SCENARIOS: tuple[RawScenario, ...] = get_args(RawScenario)
@@ -858,6 +860,12 @@ INJECTION_BANNER = (
     f"220-{_RAW_HOST} ESMTP | 'time'=0.001s;;;;\r\n"
     f"220-{INJECTION_PAYLOAD}\r\n"
     f"220 ready; |injected=1;2;3\r\n"
+).encode()
+# The same smuggling, in a refusal: the one place server text reaches Centreon's output.
+INJECTION_REFUSAL = (
+    f"554-{_RAW_HOST} go away | 'time'=0.001s;;;;\r\n"
+    f"554-{INJECTION_PAYLOAD}\r\n"
+    f"554 \x1b[31m; |injected=1;2;3\r\n"
 ).encode()
 _DRIP_PATTERN = f"220-{_RAW_HOST} slow banner\r\n".encode()
 
@@ -989,6 +997,8 @@ class RawServer(_LoopbackServer):
     * ``invalid_utf8_banner`` -- banner ``220 \\xff\\xfe\\xc3( ...``, then a normal session.
     * ``injection_banner`` -- a multi-line 220 banner carrying :data:`INJECTION_PAYLOAD`
       on its own line plus ``|`` and ``;``, then a normal session.
+    * ``injection_refusal`` -- the same payload in a multi-line 554 banner (a refusal, so
+      the text reaches the output), then only QUIT.
     * ``garbage`` -- ``HELLO WORLD`` on connect and in reply to every line.
 
     The "normal session" accepts any AUTH PLAIN/LOGIN credentials. Writers stop when
@@ -1154,6 +1164,16 @@ class RawServer(_LoopbackServer):
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         await _smtp_dialogue(reader, writer, INJECTION_BANNER)
+
+    async def _scenario_injection_refusal(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await _write(writer, INJECTION_REFUSAL)
+        while line := await reader.readline():
+            if line.upper().startswith(b"QUIT"):
+                await _write(writer, b"221 bye\r\n")
+                return
+            await _write(writer, b"503 go away\r\n")
 
     async def _scenario_garbage(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter

@@ -615,3 +615,13 @@ def test_check_path_imports_neither_celery_nor_pydantic(plain_server: SmtpServer
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
     )
     assert completed.stdout.splitlines()[-1] == "0 []", completed.stdout + completed.stderr
+
+
+def test_a_hostile_refusal_comes_out_as_one_harmless_line(
+    check: Callable[..., Run], raw_server_factory: Callable[..., RawServer]
+) -> None:
+    server = raw_server_factory("injection_refusal")
+    run = check("--mode=login", *plain(server))
+    assert run.code == 2
+    assert run.out.count("\n") == 1 and "|" not in run.out and "\x1b" not in run.out
+    assert run.out.startswith("CRITICAL: Unable to connect to SMTP: session refused: 554 ")
