@@ -68,7 +68,9 @@ def run_adhoc(config: Config, host: str, mode: Mode | str, wait: float) -> Check
     """Enqueue one run and wait up to `wait` seconds for its result (None if none came)."""
     app, client = connect(config, wait=wait)
     try:
-        request = enqueue_check(config, host, mode, app=app, ledger=Ledger(client))
+        request = enqueue_check(
+            config, host, mode, app=app, ledger=Ledger(client, grace=config.centreon.orphan_grace)
+        )
         return AdhocReplies(client).wait(request.run_id, wait)
     finally:
         client.close()

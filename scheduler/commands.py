@@ -96,7 +96,13 @@ def run_enqueue(argv: list[str]) -> int:
         sys.stderr.write(f"smtp-checks enqueue: {error}\n")
         return 2
     try:
-        request = enqueue_check(config, args.host, args.check, app=app, ledger=Ledger(client))
+        request = enqueue_check(
+            config,
+            args.host,
+            args.check,
+            app=app,
+            ledger=Ledger(client, grace=config.centreon.orphan_grace),
+        )
         if args.wait is None:
             sys.stdout.write(f"{request.run_id}\n")
             return 0
