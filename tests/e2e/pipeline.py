@@ -145,11 +145,13 @@ class _Stoppable:
 class RedisServer(_Stoppable):
     """redis-server on 127.0.0.1:<port>, persisting to `directory` (append-only file)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, password: str | None = None) -> None:
         self.binary = require_redis_server()
         self.directory = directory
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -158,6 +160,7 @@ class RedisServer(_Stoppable):
                 self.binary, "--bind", "127.0.0.1", "--port", str(self.port),
                 "--dir", str(self.directory), "--appendonly", "yes", "--save", "",
                 "--maxmemory-policy", "noeviction", "--logfile", str(self.directory / "redis.log"),
+                *(["--requirepass", self.password] if self.password else []),
             ]),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -306,6 +309,7 @@ class Pipeline:
         orphan_grace: int = 3,
         visibility_timeout: int | None = None,
         spool: bool = False,
+        redis_password: str | None = None,
     ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -313,7 +317,7 @@ class Pipeline:
         self.interval = interval
         self.timeout = timeout
         self.orphan_grace = orphan_grace
-        self.redis = RedisServer(directory / "redis")
+        self.redis = RedisServer(directory / "redis", password=redis_password)
         self.roles: dict[str, Role] = {}
         self._closers: list[Callable[[], None]] = []
         self.spool = directory / "spool.cmd" if spool else None
