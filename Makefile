@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.cli_cost
 	$(BIN)/python -m bench.consumer_throughput
 	$(BIN)/python -m bench.beat_lateness
+	$(BIN)/python -m bench.worker_throughput
+	$(BIN)/python -m bench.worker_concurrency
+
+# Ten minutes of every role at 30,000 checks a minute (BENCHMARKS.md, "Soak").
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --duration 600
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
