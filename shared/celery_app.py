@@ -12,6 +12,9 @@ from collections.abc import Iterable
 from celery import Celery
 from kombu import Exchange, Queue
 
+from shared.redis_transport import REDIS_SCHEMES
+from shared.redis_transport import TRANSPORT as REDIS_TRANSPORT
+
 CHECK_TASK = "smtp_checks.run_check"
 DEAD_LETTER_QUEUE = "dead_letters"
 
@@ -34,6 +37,8 @@ def make_app(broker_url: str, sites: Iterable[str], *, visibility_timeout: int =
     back when the worker running it dies (Redis: after `visibility_timeout` seconds).
     """
     app = Celery("smtp_checks", broker=broker_url, set_as_current=False)
+    if broker_url.startswith(REDIS_SCHEMES):
+        app.conf.broker_transport = REDIS_TRANSPORT
     app.conf.update(
         # Workers accept JSON only: a pickle message is refused, never deserialised.
         task_serializer="json",
