@@ -142,16 +142,38 @@ class _Stoppable:
         return process.returncode
 
 
+def _test_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a certificate for 127.0.0.1: (ca, cert, key) files."""
+    import trustme
+
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    leaf = ca.issue_cert("127.0.0.1", "localhost")
+    files = (directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
+    ca.cert_pem.write_to_path(str(files[0]))
+    leaf.cert_chain_pems[0].write_to_path(str(files[1]))
+    leaf.private_key_pem.write_to_path(str(files[2]))
+    return files
+
+
 class RedisServer(_Stoppable):
     """redis-server on 127.0.0.1:<port>, persisting to `directory` (append-only file)."""
 
-    def __init__(self, directory: Path, password: str | None = None) -> None:
+    def __init__(self, directory: Path, password: str | None = None, *, tls: bool = False) -> None:
         self.binary = require_redis_server()
         self.directory = directory
         self.port = free_port()
         self.password = password
+        self.tls_files: tuple[Path, Path, Path] | None = None
         auth = f":{password}@" if password else ""
-        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        if tls:
+            self.tls_files = _test_certificates(directory)
+            ca = self.tls_files[0]
+            self.url = (
+                f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+            )
+        else:
+            self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -161,6 +183,7 @@ class RedisServer(_Stoppable):
                 "--dir", str(self.directory), "--appendonly", "yes", "--save", "",
                 "--maxmemory-policy", "noeviction", "--logfile", str(self.directory / "redis.log"),
                 *(["--requirepass", self.password] if self.password else []),
+                *self._tls_arguments(),
             ]),
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -177,6 +200,17 @@ class RedisServer(_Stoppable):
                 time.sleep(0.05)
         finally:
             client.close()
+
+    def _tls_arguments(self) -> list[str]:
+        """TLS only on the port clients use (the plain port off), clients not asked for a
+        certificate."""
+        if self.tls_files is None:
+            return []
+        ca, cert, key = self.tls_files
+        return [
+            "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+        ]  # fmt: skip
 
     def stop(self) -> None:
         """A clean shutdown: the append-only file is complete, the next start has it all."""
@@ -310,6 +344,7 @@ class Pipeline:
         visibility_timeout: int | None = None,
         spool: bool = False,
         redis_password: str | None = None,
+        redis_tls: bool = False,
     ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -317,7 +352,7 @@ class Pipeline:
         self.interval = interval
         self.timeout = timeout
         self.orphan_grace = orphan_grace
-        self.redis = RedisServer(directory / "redis", password=redis_password)
+        self.redis = RedisServer(directory / "redis", password=redis_password, tls=redis_tls)
         self.roles: dict[str, Role] = {}
         self._closers: list[Callable[[], None]] = []
         self.spool = directory / "spool.cmd" if spool else None

@@ -113,14 +113,16 @@ def test_a_hostile_server_cannot_inject_into_the_command_file(
     assert not any(code == "0" for name, _, code, _ in commands if name == victim_host)
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["redis", "rediss"])
 def test_redis_with_a_password_works_end_to_end(
-    pipelines: Callable[..., Pipeline], server_pool: ServerPool
+    pipelines: Callable[..., Pipeline], server_pool: ServerPool, tls: bool
 ) -> None:
     server = server_pool.smtp()
     pipeline = pipelines(
         [host("p-ok", "paris", server.port, {"login": {}}), host("l-ok", "lyon", server.port, {"login": {}})],
-        redis_password="redis-Secr3t",
+        redis_password="redis-Secr3t", redis_tls=tls,
     ).start()  # fmt: skip
+    assert pipeline.redis.url.startswith("rediss://" if tls else "redis://")
     wait_until(
         checked(pipeline, ("p-ok", "SMTP-Login"), ("l-ok", "SMTP-Login")), 30, "both checked"
     )
