@@ -18,22 +18,20 @@ _POP_SECONDS = 2.0
 REPLY_TTL = 600  # seconds a reply waits for a reader that may have given up
 
 
+def reply_key(run_id: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The short-lived list an ad hoc run's result is posted to (by the worker)."""
+    return prefix + run_id
+
+
 class AdhocReplies:
     def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
         self._client = client
         self._prefix = prefix
 
-    def post(self, result: CheckResult) -> None:
-        key = self._prefix + result.run_id
-        pipe = self._client.pipeline()
-        pipe.rpush(key, result.model_dump_json())
-        pipe.expire(key, REPLY_TTL)
-        pipe.execute()
-
     def wait(self, run_id: str, timeout: float) -> CheckResult | None:
         """The result of run `run_id`, or None if none came within `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        key = self._prefix + run_id
+        key = reply_key(run_id, self._prefix)
         while True:
             # Short blocking pops: a client's socket timeout (redis-py: 5 s by default)
             # must outlast each one, however long the whole wait.

@@ -20,6 +20,12 @@ from shared.messages import CheckResult
 
 DEFAULT_PREFIX = "smtp-checks:"
 
+
+def results_key(prefix: str = DEFAULT_PREFIX) -> str:
+    """The list workers push results to and consumers take them from."""
+    return f"{prefix}results"
+
+
 # KEYS: queue, consumers set. ARGV: key prefix. Give back the batches of dead consumers.
 _RECLAIM = """
 local returned = 0
@@ -40,7 +46,7 @@ return returned
 class ResultQueue:
     def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
         self._client = client
-        self._list = BatchList(client, f"{prefix}results")
+        self._list = BatchList(client, results_key(prefix))
         self.key = self._list.key
         self._consumer_prefix = f"{prefix}results:"
         self._consumers = f"{prefix}results:consumers"

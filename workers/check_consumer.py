@@ -35,7 +35,7 @@ from kombu.exceptions import OperationalError
 from shared.celery_app import CHECK_TASK, check_queue, declare_queue
 from shared.config import rate_per_minute
 from shared.messages import CheckResult
-from workers.check_runner import CheckRunner, DeadLetter
+from workers.check_runner import CheckRunner, DeadLetter, request_payload
 from workers.check_task import publish_dead_letter
 from workers.event_loop import LoopThread
 from workers.result_publisher import ResultPublisher
@@ -152,9 +152,8 @@ class CheckConsumer:
         if task != CHECK_TASK:
             raw: object = {"task": task, "body": body}
         elif isinstance(body, list | tuple) and body and isinstance(body[0], list | tuple):
-            # Celery protocol 2: [args, kwargs, embed]; a request is the one positional arg.
-            args, kwargs = body[0], body[1] if len(body) > 1 else {}
-            raw = args[0] if len(args) == 1 and not kwargs else {"args": list(args), **kwargs}
+            # Celery protocol 2: [args, kwargs, embed].
+            raw = request_payload(body[0], body[1] if len(body) > 1 else {})
         else:
             raw = body
         self._waiting.append(_Delivery(message, raw))
@@ -221,7 +220,6 @@ class CheckConsumer:
     # -- the loop ----------------------------------------------------------------------------
 
     async def _check(self, raw: object, redelivered: bool) -> CheckResult | DeadLetter:
-        outcome = await self.runner.run(raw, worker=self.worker, redelivered=redelivered)
-        if isinstance(outcome, CheckResult):
-            await self.publisher.publish(outcome)
-        return outcome
+        return await self.runner.run_and_publish(
+            raw, self.publisher, worker=self.worker, redelivered=redelivered
+        )

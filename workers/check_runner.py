@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from shared.messages import CheckRequest, CheckResult, Handling, Outcome
 from shared.probe import run_probe
+from workers.result_publisher import ResultPublisher
 from workers.secrets import SecretNotFound, resolve_secret
 from workers.target_limits import LimiterUnavailable, PermitTimeout, TargetLimiter
 
@@ -39,6 +41,14 @@ class DeadLetter:
 
     def as_json(self) -> dict[str, Any]:
         return {"reason": self.reason, "errors": list(self.errors), "message": self.message}
+
+
+def request_payload(args: Sequence[object], kwargs: Mapping[str, object]) -> object:
+    """The CheckRequest of a check task's arguments: its one positional argument. Anything
+    else is malformed and kept whole, to be dead-lettered as such."""
+    if len(args) == 1 and not kwargs:
+        return args[0]
+    return {"args": list(args), **kwargs}
 
 
 class CheckRunner:
@@ -81,6 +91,16 @@ class CheckRunner:
                 request, handling, Outcome.CREDENTIAL, f"{error} on {worker}"
             )
         return await self._probe(request, handling, password)
+
+    async def run_and_publish(
+        self, raw: object, publisher: ResultPublisher, *, worker: str, redelivered: bool
+    ) -> CheckResult | DeadLetter:
+        """`run`, then publish a result (a dead letter is the caller's: it goes through the
+        broker, from the broker's thread)."""
+        outcome = await self.run(raw, worker=worker, redelivered=redelivered)
+        if isinstance(outcome, CheckResult):
+            await publisher.publish(outcome)
+        return outcome
 
     async def _probe(
         self, request: CheckRequest, handling: Handling, password: str | None

@@ -15,44 +15,32 @@ from celery import Celery, Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from shared.adhoc_replies import AdhocReplies
 from shared.celery_app import CHECK_TASK, DEAD_LETTER_QUEUE, declare_queue
-from shared.result_queue import ResultQueue
-from workers.check_runner import CheckRunner, DeadLetter
+from workers.check_runner import CheckRunner, DeadLetter, request_payload
 from workers.event_loop import shared_loop
+from workers.result_publisher import ResultPublisher
 
 
 def register_check_task(
-    app: Celery,
-    runner: CheckRunner,
-    results: ResultQueue,
-    *,
-    rate_limit: str | None,
-    replies: AdhocReplies,
+    app: Celery, runner: CheckRunner, publisher: ResultPublisher, *, rate_limit: str | None
 ) -> Task[..., None]:
-    """Register the check task on `app`; `rate_limit` is per worker (Celery's syntax).
-    Ad hoc results also go to `replies`, for an enqueuer that waits for them."""
+    """Register the check task on `app`; `rate_limit` is per worker (Celery's syntax)."""
 
     def run_check(
         task: Task[..., None], /, request: object = None, *args: object, **kwargs: object
     ) -> None:
-        # Anything but one positional argument is malformed, and is dead-lettered as such.
-        raw = request if not args and not kwargs else {"args": [request, *args], **kwargs}
         delivery = task.request.delivery_info or {}
-        outcome = shared_loop().run(
-            runner.run(
-                raw,
-                worker=task.request.hostname or "unknown",
-                redelivered=bool(delivery.get("redelivered")),
-            )
-        )
         try:
+            outcome = shared_loop().run(
+                runner.run_and_publish(
+                    request_payload([request, *args], kwargs),
+                    publisher,
+                    worker=task.request.hostname or "unknown",
+                    redelivered=bool(delivery.get("redelivered")),
+                )
+            )
             if isinstance(outcome, DeadLetter):
                 publish_dead_letter(app, outcome)
-            else:
-                results.push(outcome)
-                if outcome.adhoc:
-                    replies.post(outcome)
         except (OperationalError, redis.RedisError) as error:
             raise Reject(f"cannot publish the outcome: {error}", requeue=True) from error
 

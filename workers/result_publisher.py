@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import redis.asyncio
 
-from shared.adhoc_replies import DEFAULT_PREFIX as REPLY_PREFIX
-from shared.adhoc_replies import REPLY_TTL
+from shared.adhoc_replies import REPLY_TTL, reply_key
 from shared.messages import CheckResult
-from shared.result_queue import DEFAULT_PREFIX as QUEUE_PREFIX
+from shared.result_queue import results_key
 
 
 class ResultPublisher:
     def __init__(self, client: redis.asyncio.Redis) -> None:
         self._client = client
-        self._queue_key = f"{QUEUE_PREFIX}results"
+        self._queue_key = results_key()
 
     async def publish(self, result: CheckResult) -> None:
         payload = result.model_dump_json()
         async with self._client.pipeline(transaction=False) as pipe:
             pipe.rpush(self._queue_key, payload)
             if result.adhoc:
-                reply_key = REPLY_PREFIX + result.run_id
-                pipe.rpush(reply_key, payload)
-                pipe.expire(reply_key, REPLY_TTL)
+                reply = reply_key(result.run_id)
+                pipe.rpush(reply, payload)
+                pipe.expire(reply, REPLY_TTL)
             await pipe.execute()

@@ -7,10 +7,8 @@ import redis
 import redis.asyncio
 from celery import Celery
 
-from shared.adhoc_replies import AdhocReplies
 from shared.celery_app import make_app
 from shared.config import Config
-from shared.result_queue import ResultQueue
 from workers.check_consumer import CheckConsumer
 from workers.check_runner import CheckRunner
 from workers.check_task import register_check_task
@@ -43,13 +41,12 @@ def celery_worker_app(config: Config, site: str) -> Celery:
     check in flight: simpler to embed, but slower and with a less exact `time`)."""
     broker_url, state = _urls(config, site)
     app = make_app(broker_url, config.sites, visibility_timeout=config.visibility_timeout)
-    client = redis.Redis.from_url(state)
+    client = redis.asyncio.Redis.from_url(state)
     register_check_task(
         app,
-        CheckRunner(_limiter(config, redis.asyncio.Redis.from_url(state))),
-        ResultQueue(client),
+        CheckRunner(_limiter(config, client)),
+        ResultPublisher(client),
         rate_limit=config.sites[site].rate_limit,
-        replies=AdhocReplies(client),
     )
     return app
 
