@@ -20,6 +20,13 @@ REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://")
 TRANSPORT = f"{__name__}:Transport"
 
 
+def redis_py_url(broker_url: str) -> str:
+    """A Redis broker URL as redis-py spells it (kombu's `redis+socket://` is `unix://`)."""
+    if broker_url.startswith("redis+socket://"):
+        return "unix://" + broker_url.removeprefix("redis+socket://")
+    return broker_url
+
+
 class Channel(kombu_redis.Channel):
     @cached_property
     def _command_client(self) -> Any:

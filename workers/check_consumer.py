@@ -32,12 +32,12 @@ from celery import Celery
 from kombu import Connection, Consumer, Message
 from kombu.exceptions import OperationalError
 
-from shared.celery_app import CHECK_TASK, check_queue, declare_queue
-from shared.config import rate_per_minute
+from shared.celery_app import check_queue, declare_queue
 from shared.messages import CheckResult
-from workers.check_runner import CheckRunner, DeadLetter, request_payload
+from workers.check_runner import CheckRunner, DeadLetter, task_payload
 from workers.check_task import publish_dead_letter
 from workers.event_loop import LoopThread
+from workers.rate_limit import RateLimit
 from workers.result_publisher import ResultPublisher
 
 log = logging.getLogger("smtp_checks.worker")
@@ -57,22 +57,6 @@ _DRAIN_TIMEOUT = 60.0  # seconds in-flight checks get to finish at shutdown (bey
 class _Delivery:
     message: Message
     raw: object
-
-
-class RateLimit:
-    """Celery's per-worker rate limit (`N/s`, `N/m`, `N/h`): a token bucket of one."""
-
-    def __init__(self, rate_limit: str | None, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = 0.0 if rate_limit is None else 60.0 / rate_per_minute(rate_limit)
-        self._clock = clock
-        self._next = 0.0
-
-    def take(self) -> bool:
-        now = self._clock()
-        if now < self._next:
-            return False
-        self._next = max(now, self._next) + self._interval
-        return True
 
 
 class CheckConsumer:
@@ -148,14 +132,7 @@ class CheckConsumer:
             self._shutdown()
 
     def _on_message(self, body: Any, message: Message) -> None:
-        task = message.headers.get("task")
-        if task != CHECK_TASK:
-            raw: object = {"task": task, "body": body}
-        elif isinstance(body, list | tuple) and body and isinstance(body[0], list | tuple):
-            # Celery protocol 2: [args, kwargs, embed].
-            raw = request_payload(body[0], body[1] if len(body) > 1 else {})
-        else:
-            raw = body
+        raw = task_payload(message.headers.get("task"), body)
         self._waiting.append(_Delivery(message, raw))
         self._start_waiting()
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from shared.celery_app import CHECK_TASK
 from shared.messages import CheckRequest, CheckResult, Handling, Outcome
 from shared.probe import run_probe
 from workers.result_publisher import ResultPublisher
@@ -41,6 +42,17 @@ class DeadLetter:
 
     def as_json(self) -> dict[str, Any]:
         return {"reason": self.reason, "errors": list(self.errors), "message": self.message}
+
+
+def task_payload(task: object, body: object) -> object:
+    """The CheckRequest of a Celery task message (protocol 2 body: [args, kwargs, embed]).
+    A message of another task, or of another shape, is kept whole to be dead-lettered."""
+    if task != CHECK_TASK:
+        return {"task": task, "body": body}
+    if isinstance(body, list | tuple) and body and isinstance(body[0], list | tuple):
+        kwargs = body[1] if len(body) > 1 and isinstance(body[1], dict) else {}
+        return request_payload(body[0], kwargs)
+    return body
 
 
 def request_payload(args: Sequence[object], kwargs: Mapping[str, object]) -> object:

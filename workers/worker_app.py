@@ -9,9 +9,11 @@ from celery import Celery
 
 from shared.celery_app import make_app
 from shared.config import Config
+from shared.redis_transport import REDIS_SCHEMES, redis_py_url
 from workers.check_consumer import CheckConsumer
 from workers.check_runner import CheckRunner
 from workers.check_task import register_check_task
+from workers.redis_consumer import RedisCheckConsumer
 from workers.result_publisher import ResultPublisher
 from workers.target_limits import TargetLimiter, TargetLimits
 
@@ -20,19 +22,35 @@ class WorkerSetupError(Exception):
     """The configuration cannot run a worker for this site; the message says why."""
 
 
-def check_consumer(config: Config, site: str, *, worker: str, concurrency: int) -> CheckConsumer:
-    """What `smtp-checks worker` runs: one consumer thread and one event loop."""
+def check_consumer(
+    config: Config, site: str, *, worker: str, concurrency: int
+) -> CheckConsumer | RedisCheckConsumer:
+    """What `smtp-checks worker` runs: on a Redis broker, one event loop that takes checks
+    in batches; on RabbitMQ, a consumer thread beside the loop."""
     broker_url, state = _urls(config, site)
     app = make_app(broker_url, config.sites, visibility_timeout=config.visibility_timeout)
     client = _async_redis(state, concurrency)
+    runner = CheckRunner(_limiter(config, client))
+    rate_limit = config.sites[site].rate_limit
+    if broker_url.startswith(REDIS_SCHEMES):
+        return RedisCheckConsumer(
+            app,
+            site,
+            runner,
+            ResultPublisher(client),
+            redis.asyncio.Redis.from_url(redis_py_url(broker_url)),
+            worker=worker,
+            concurrency=concurrency,
+            rate_limit=rate_limit,
+        )
     return CheckConsumer(
         app,
         site,
-        CheckRunner(_limiter(config, client)),
+        runner,
         ResultPublisher(client),
         worker=worker,
         concurrency=concurrency,
-        rate_limit=config.sites[site].rate_limit,
+        rate_limit=rate_limit,
     )
 
 

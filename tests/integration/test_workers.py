@@ -198,6 +198,29 @@ def test_a_killed_workers_check_is_redelivered_to_another(
     assert slow.session_count == 2
 
 
+def test_a_stopped_worker_finishes_its_checks_before_it_exits(
+    broker_url: str, tmp_path: Path, deployment: list[Deployment], smtp_server_factory: Any
+) -> None:
+    slow = smtp_server_factory(banner_delay=1.5)
+    d = Deployment.write(
+        tmp_path, settings(broker_url, [host("mx1", slow, checks={"login": {"timeout": 5}})])
+    )
+    deployment.append(d)
+    worker = d.start_worker("paris", name="w1")
+    request = d.request("mx1/login")
+    publish(d.app(), request)
+    assert slow.wait_for_sessions(1, timeout=20)
+
+    worker.send_signal(signal.SIGTERM)
+
+    assert worker.wait(timeout=20) == 0
+    (result,) = results(broker_url, 1, timeout=1)
+    assert result.run_id == request.run_id and result.outcome is Outcome.SUCCESS
+    client = redis.Redis.from_url(broker_url)
+    assert client.hlen("unacked") == 0  # acknowledged before the worker exited
+    assert client.llen(check_queue("paris")) == 0
+
+
 def test_target_limits_hold_across_two_workers(
     broker_url: str, tmp_path: Path, deployment: list[Deployment], smtp_server_factory: Any
 ) -> None:
