@@ -19,15 +19,16 @@ replicas), like the Celery broker, not Redis Cluster.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Generic, Literal, TypeVar
 
 import redis.asyncio
 import redis.exceptions
@@ -60,45 +61,55 @@ _UNAVAILABLE_ERRORS: Final = (
     redis.exceptions.OutOfMemoryError,
 )
 
-# KEYS: sessions, starts.  ARGV: token, max_concurrent, max_per_window, lease_ms, window_ms.
-# Returns {1, 0, 0} when granted, else {0, reason, retry_ms}: reason 1 = concurrency (retry_ms
-# unknown: a holder may release at any time), 2 = rate (retry_ms = when the oldest start
-# leaves the window; nothing frees a rate slot sooner).
+# Acquire and release take many permits in one call: every attempt made in the same turn of
+# the event loop goes in one script (see _Batch). Requests for one target in a batch are
+# decided in order, each seeing the permits granted before it.
+
+# KEYS: sessions, starts for each request.  ARGV: max_concurrent, max_per_window, window_ms,
+# then token, lease_ms for each request. Returns, for each, {1, 0, 0} when granted, else
+# {0, reason, retry_ms}: reason 1 = concurrency (retry_ms unknown: a holder may release at
+# any time), 2 = rate (retry_ms = when the oldest start leaves the window; nothing frees a
+# rate slot sooner).
 _ACQUIRE_LUA: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local token = ARGV[1]
-local max_concurrent = tonumber(ARGV[2])
-local max_per_window = tonumber(ARGV[3])
-local lease_ms = tonumber(ARGV[4])
-local window_ms = tonumber(ARGV[5])
-
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window_ms)
-
-if redis.call('ZCARD', KEYS[1]) >= max_concurrent then
-    return {0, 1, 0}
+local max_concurrent = tonumber(ARGV[1])
+local max_per_window = tonumber(ARGV[2])
+local window_ms = tonumber(ARGV[3])
+local replies = {}
+for i = 1, #KEYS / 2 do
+  local sessions, starts = KEYS[2 * i - 1], KEYS[2 * i]
+  local token, lease_ms = ARGV[2 + 2 * i], tonumber(ARGV[3 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', sessions, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', starts, '-inf', now - window_ms)
+  if redis.call('ZCARD', sessions) >= max_concurrent then
+    replies[i] = {0, 1, 0}
+  elseif redis.call('ZCARD', starts) >= max_per_window then
+    local oldest = redis.call('ZRANGE', starts, 0, 0, 'WITHSCORES')
+    replies[i] = {0, 2, tonumber(oldest[2]) + window_ms - now}
+  else
+    redis.call('ZADD', sessions, now + lease_ms, token)
+    redis.call('ZADD', starts, now, token)
+    local last = redis.call('ZRANGE', sessions, -1, -1, 'WITHSCORES')
+    redis.call('PEXPIRE', sessions, tonumber(last[2]) - now)
+    redis.call('PEXPIRE', starts, window_ms)
+    replies[i] = {1, 0, 0}
+  end
 end
-if redis.call('ZCARD', KEYS[2]) >= max_per_window then
-    local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-    return {0, 2, tonumber(oldest[2]) + window_ms - now}
-end
-
-redis.call('ZADD', KEYS[1], now + lease_ms, token)
-redis.call('ZADD', KEYS[2], now, token)
-local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-redis.call('PEXPIRE', KEYS[1], tonumber(last[2]) - now)
-redis.call('PEXPIRE', KEYS[2], window_ms)
-return {1, 0, 0}
+return replies
 """
 
-# KEYS: sessions.  ARGV: token.  Idempotent; the rate slot stays (it counts starts).
-# Deleting the last member deletes the key; otherwise its TTL still covers the longest lease.
+# KEYS: sessions for each request.  ARGV: token for each.  Idempotent; the rate slot stays
+# (it counts starts). Deleting the last member deletes the key; otherwise its TTL still
+# covers the longest lease.
 _RELEASE_LUA: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-return redis.call('ZREM', KEYS[1], ARGV[1])
+for i = 1, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+  redis.call('ZREM', KEYS[i], ARGV[i])
+end
+return #KEYS
 """
 
 # KEYS: sessions.  Counts live leases only, without writing.
@@ -113,6 +124,8 @@ class _NoReplyInTime(Exception):
     """Redis did not answer an attempt before the deadline."""
 
 
+_Item = TypeVar("_Item")
+_Reply = TypeVar("_Reply")
 _Reason = Literal["concurrency", "rate"]
 _REASONS: Final[dict[int, _Reason]] = {1: "concurrency", 2: "rate"}
 
@@ -160,6 +173,42 @@ class LimiterUnavailable(Exception):
         super().__init__(f"target limiter unavailable for {target}: {detail}")
 
 
+class _Batch(Generic[_Item, _Reply]):
+    """Calls made in the same turn of the event loop, sent as one. Checks start and end in
+    waves, and one script call costs the client far more than one more item in it."""
+
+    def __init__(self, send: Callable[[list[_Item]], Awaitable[list[_Reply]]]) -> None:
+        self._send = send
+        self._pending: list[tuple[_Item, asyncio.Future[_Reply]]] = []
+        self._sending: set[asyncio.Task[None]] = set()  # strong references
+
+    def call(self, item: _Item) -> asyncio.Future[_Reply]:
+        loop = asyncio.get_running_loop()
+        if not self._pending:
+            loop.call_soon(self._flush)  # after every callback ready in this turn
+        future: asyncio.Future[_Reply] = loop.create_future()
+        self._pending.append((item, future))
+        return future
+
+    def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._deliver(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _deliver(self, batch: list[tuple[_Item, asyncio.Future[_Reply]]]) -> None:
+        try:
+            replies = await self._send([item for item, _ in batch])
+        except Exception as exc:  # each caller decides what a failure means to it
+            for _, future in batch:
+                if not future.done():  # a caller that gave up has cancelled its future
+                    future.set_exception(exc)
+            return
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if not future.done():
+                future.set_result(reply)
+
+
 class TargetLimiter:
     """Hands out permits for target servers; one instance per event loop (its client is)."""
 
@@ -173,9 +222,13 @@ class TargetLimiter:
         self._redis = redis
         self._limits = limits
         self._prefix = prefix
-        self._acquire = redis.register_script(_ACQUIRE_LUA)
-        self._release = redis.register_script(_RELEASE_LUA)
+        self._acquire_script = redis.register_script(_ACQUIRE_LUA)
+        self._release_script = redis.register_script(_RELEASE_LUA)
         self._in_use = redis.register_script(_IN_USE_LUA)
+        self._acquire_requests = _Batch(self._acquire_many)
+        self._release_requests = _Batch(self._release_many)
+        self._token_prefix = uuid.uuid4().hex  # tokens: this prefix and a counter
+        self._tokens = itertools.count()
         # Strong references to releases running in the background (see `_spawn_release`).
         self._releases: set[asyncio.Task[None]] = set()
 
@@ -201,7 +254,7 @@ class TargetLimiter:
         """
         if not (math.isfinite(lease) and lease > 0):
             raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
-        token = uuid.uuid4().hex
+        token = f"{self._token_prefix}-{next(self._tokens)}"
         waited = await self._wait_for_permit(target, token, deadline, math.ceil(lease * 1000))
         try:
             yield waited
@@ -222,13 +275,6 @@ class TargetLimiter:
         self, target: str, token: str, deadline: float, lease_ms: int
     ) -> float:
         start = time.monotonic()
-        args = (
-            token,
-            self._limits.max_concurrent,
-            self._limits.max_per_minute,
-            lease_ms,
-            WINDOW_SECONDS * 1000,
-        )
         answered = False  # has Redis answered at least once during this wait?
         reason: _Reason | None = None
         attempt = 0
@@ -238,7 +284,7 @@ class TargetLimiter:
                 raise PermitTimeout(target, self._limits, time.monotonic() - start, reason)
             try:
                 granted, reason_code, retry_ms = await self._try_acquire(
-                    target, token, args, remaining
+                    target, token, lease_ms, remaining
                 )
             except _NoReplyInTime as exc:
                 if answered:
@@ -264,13 +310,13 @@ class TargetLimiter:
             await asyncio.sleep(min(delay, remaining))
 
     async def _try_acquire(
-        self, target: str, token: str, args: Sequence[str | int], remaining: float
+        self, target: str, token: str, lease_ms: int, remaining: float
     ) -> tuple[bool, int, int]:
         """One attempt, bounded by the deadline; returns (granted, reason code, retry ms)."""
         completed = False
         try:
             async with asyncio.timeout(remaining) as budget:
-                reply = await self._acquire(keys=list(self.keys(target)), args=list(args))
+                reply = await self._acquire_requests.call((target, token, lease_ms))
             completed = True
         except TimeoutError as exc:
             if not budget.expired():
@@ -296,10 +342,9 @@ class TargetLimiter:
 
     async def _release_quietly(self, target: str, token: str, level: int) -> None:
         """Release, or leave it to the lease: a failed release must not mask the check's outcome."""
-        sessions, _ = self.keys(target)
         try:
             async with asyncio.timeout(_RELEASE_TIMEOUT):
-                await self._release(keys=[sessions], args=[token])
+                await self._release_requests.call((target, token))
         except (TimeoutError, *_UNAVAILABLE_ERRORS) as exc:
             log.log(
                 level,
@@ -307,6 +352,24 @@ class TargetLimiter:
                 target,
                 _describe(exc),
             )
+
+    async def _acquire_many(self, requests: list[tuple[str, str, int]]) -> list[list[int]]:
+        """One script for (target, token, lease ms) requests: a reply for each."""
+        keys = [key for target, _, _ in requests for key in self.keys(target)]
+        args: list[str | int] = [
+            self._limits.max_concurrent,
+            self._limits.max_per_minute,
+            WINDOW_SECONDS * 1000,
+        ]
+        for _, token, lease_ms in requests:
+            args += [token, lease_ms]
+        return list(await self._acquire_script(keys=keys, args=args))
+
+    async def _release_many(self, permits: list[tuple[str, str]]) -> list[None]:
+        """One script for (target, token) permits."""
+        keys = [self.keys(target)[0] for target, _ in permits]
+        await self._release_script(keys=keys, args=[token for _, token in permits])
+        return [None] * len(permits)
 
 
 def _describe(exc: BaseException) -> str:
