@@ -1,8 +1,9 @@
 """Worker concurrency: checks in flight, completed per second and memory of ONE
 `smtp-checks worker` process against slow servers (each session held `--hold` seconds).
 
-Two aiosmtpd server processes hold every session `--hold` s (the reply to QUIT waits until
-then), hosts split across them, target limits set high. Round 1: `--checks` requests are
+Two server processes (bench/hold_server.py, a bare asyncio SMTP responder) answer QUIT
+exactly `--hold` s after they accepted the session, hosts split across them, target limits
+set high. Round 1: `--checks` requests are
 published before the worker starts; later rounds are published at once to the running
 worker (same process, so RSS growth between rounds shows). Per round:
 
@@ -10,8 +11,14 @@ worker (same process, so RSS growth between rounds shows). Per round:
   both servers merged), and the same computed from the results' started_at/ended_at;
 - completed/s: results from the first to the last of the round, and the best 1 s window;
 - RSS of the worker (/proc VmRSS, sampled every 0.1 s) and its CPU;
-- `time` - hold: the check's measured time against the server's real hold, in ms
-  (p50/p99/max), beside the server's own session length - hold (how late the server was).
+- `time` - hold: the check's measured time against the nominal hold, in ms (p50/p99/max),
+  beside how late the servers themselves answered QUIT (p99);
+- `time` - real: each check against its own session's real delay, from the moment the
+  worker started it (`started_at`, just before connecting) to the moment its server sent
+  the QUIT reply: how late the worker noticed the reply, the error of `time` itself. Each
+  result is paired with its session: same server, same place in that server's order of
+  connections (the kernel accepts in connect order, and a check takes `started_at` in the
+  same step as its connect).
 
 Usage: python -m bench.worker_concurrency [--checks 3000] [--concurrency 1000] [--rounds 2]
 Redis database 10 of 127.0.0.1:6379 is flushed before and after: do not point it at data.
@@ -20,11 +27,13 @@ Redis database 10 of 127.0.0.1:6379 is flushed before and after: do not point it
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +45,24 @@ from bench.worker_throughput import (
     proc_cpu,
     proc_rss_mb,
     results_key,
-    server_child,
+    stop_process,
     worker_process,
     write_config,
 )
+
+
+@contextmanager
+def hold_server(hold: float) -> Iterator[ServerChild]:
+    """bench/hold_server.py in a child process, stopped on exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.hold_server", str(hold)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        yield ServerChild(process, int(process.stdout.readline()))
+    finally:
+        stop_process(process, stdin=True)
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:
@@ -70,7 +93,7 @@ def best_window(times: list[float], width: float = 1.0) -> int:
 
 HEADER = (
     "round  checks  in_flight(srv)  in_flight(res)  done/s  best_1s  rss_MB(start/max/end)  "
-    "cpu_ms/check  time-hold ms p50/p99/max  srv session-hold p99  failures"
+    "cpu_ms/check  time-hold ms p50/p99/max  srv late p99  time-real ms p50/p99/max  failures"
 )
 
 
@@ -95,13 +118,11 @@ def main() -> None:
 
     with ExitStack() as stack:
         directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-c-")))
-        servers: list[ServerChild] = [
-            stack.enter_context(server_child(hold_seconds=args.hold, backlog=4096))
-            for _ in range(2)
-        ]
+        servers = [stack.enter_context(hold_server(args.hold)) for _ in range(2)]
         client = stack.enter_context(flushed_db())
         # A 2 s session with a 30 s timeout: the default; hosts split over both servers.
         deployment = write_config(directory, [s.port for s in servers], args.hosts)
+        ports = {host.name: host.port for host in deployment.config.hosts}
         prefill(deployment, args.checks)
         log = directory / "worker.log"
         worker = stack.enter_context(
@@ -137,7 +158,7 @@ def main() -> None:
             rss_end = proc_rss_mb(worker.pid)
             rss_max = max(rss_max, rss_end)
             results = decode_results(client)[-args.checks :]  # oldest first: this round last
-            report(args, round_number, results, servers, rss_start, rss_max, rss_end, cpu)
+            report(args, round_number, results, servers, ports, rss_start, rss_max, rss_end, cpu)
             rss_start = rss_end
 
 
@@ -146,14 +167,28 @@ def report(
     round_number: int,
     results: list[dict[str, Any]],
     servers: list[ServerChild],
+    ports: dict[str, int],
     rss_start: float,
     rss_max: float,
     rss_end: float,
     cpu: float,
 ) -> None:
     sessions: list[tuple[float, float]] = []
+    server_late: list[float] = []  # ms between the hold's end and the server's QUIT reply
+    error: list[float] = []  # ms between the server's QUIT reply and the worker's end of `time`
     for server in servers:
-        sessions += [(s, e) for s, e in server.command("stats")["sessions"] if e is not None]
+        records = server.command("stats")["sessions"]
+        for started, ended, replied in records:
+            if ended is not None:
+                sessions.append((started, ended))
+            if replied is not None:
+                server_late.append((replied - started - args.hold) * 1000)
+        mine = sorted(
+            (r for r in results if ports[r["host"]] == server.port), key=lambda r: r["started_at"]
+        )
+        if len(mine) == len(records) and all(r["outcome"] == "success" for r in mine):
+            for result, (_, _, replied) in zip(mine, sorted(records), strict=True):
+                error.append((result["started_at"] + result["time"] - replied) * 1000)
     ok = [r for r in results if r["outcome"] == "success"]
     failures = len(results) - len(ok)
     if failures:
@@ -162,7 +197,6 @@ def report(
         print(f"  ({failures} failures: {kinds[:3]})", file=sys.stderr)
     ends = sorted(r["ended_at"] for r in results)
     late = [(r["time"] - args.hold) * 1000 for r in ok]
-    server_late = [(e - s - args.hold) * 1000 for s, e in sessions]
     in_flight_results = max_overlap([(r["started_at"], r["ended_at"]) for r in ok])
     print(
         f"{round_number:5d}  {len(results):6d}  {max_overlap(sessions):14d}  "
@@ -170,7 +204,9 @@ def report(
         f"{best_window(ends):7d}  {rss_start:7.0f}/{rss_max:4.0f}/{rss_end:4.0f}         "
         f"{cpu / len(results) * 1000:12.3f}  "
         f"{percentile(late, 0.5):8.1f}/{percentile(late, 0.99):6.1f}/{max(late):6.1f}        "
-        f"{percentile(server_late, 0.99):19.1f}  {failures:8d}",
+        f"{percentile(server_late, 0.99):11.1f}  "
+        f"{percentile(error, 0.5):9.1f}/{percentile(error, 0.99):6.1f}/{max(error, default=0):6.1f}"
+        f"  {failures:8d}",
         flush=True,
     )
 

@@ -38,6 +38,11 @@ from workers.result_publisher import ResultPublisher
 log = logging.getLogger("smtp_checks.worker")
 
 _TICK = 0.01  # seconds between ticks while checks run: how long a result may wait
+# A backlog starts in slices, at most _MAX_BATCH checks every _SLICE seconds (10,000 a
+# second), not a thousand in one turn of the loop: their sessions would then need the loop
+# at the same moments all the way through, and replies would wait to be read.
+_MAX_BATCH = 25
+_SLICE = 0.005
 _IDLE_TICK = 0.05  # seconds between looks at an empty queue with nothing running
 _DRAIN_TIMEOUT = 60.0  # seconds in-flight checks get to finish at shutdown (beyond: given back)
 _RELEASE_TIMEOUT = 3.0  # seconds cancelled checks get to release their per-target permits
@@ -98,8 +103,7 @@ class RedisCheckConsumer:
                 log.warning("broker connection lost (%s): retrying in %.1f s", error, delay)
                 await asyncio.sleep(delay)
                 continue
-            if not more:
-                await asyncio.sleep(_TICK if self._running else _IDLE_TICK)
+            await asyncio.sleep(_SLICE if more else _TICK if self._running else _IDLE_TICK)
         await self._drain()
 
     async def _tick(self, *, taking: bool) -> bool:
@@ -113,7 +117,8 @@ class RedisCheckConsumer:
         except BaseException:
             self._results[:0], self._acks[:0] = results, acks  # kept, in order
             raise
-        wanted = self.rate.take(self.concurrency - len(self._running)) if taking else 0
+        room = min(self.concurrency - len(self._running), _MAX_BATCH) if taking else 0
+        wanted = self.rate.take(room)
         try:
             taken = await self.queue.settle_and_take(acks, wanted)
         except BaseException:
