@@ -2,7 +2,7 @@
 
 What runs (all children of this script, each in its own session so Ctrl-C reaches only us):
 - a private `redis-server` on a free loopback port, its files in a temp dir (flushed, shut
-  down and removed at the end), with keyspace events for `SET` turned on (see "counting");
+  down and removed at the end), with keyspace events for strings turned on (see "counting");
 - N aiosmtpd server processes (clear text), standing in for the configured hosts: host k
   targets server k mod N. Each forgets its session records every few seconds (the test
   server keeps one per session otherwise, which would look like a leak of the harness);
@@ -13,8 +13,10 @@ What runs (all children of this script, each in its own session so Ctrl-C reache
 Counting (independent of the roles' own logs):
 - enqueued runs: the beat claims each run with `SET smtp-checks:sched:<check>:<slot> NX`
   before recording and publishing it; every successful claim is a keyspace event;
-- results: a worker pushes each result once to the list `smtp-checks:results`; every push
-  is a keyspace event. Orphans: the consumer logs each one (`orphaned: ... run <id>`);
+- results: a worker pushes each result once to the list `smtp-checks:results`, several in
+  one RPUSH (a keyspace event per command, not per result), so they are counted off
+  Redis's MONITOR stream: the values of every RPUSH to that list. Orphans: the consumer
+  logs each one (`orphaned: ... run <id>`);
 - lost = enqueued - results - orphans - still outstanding, after the beat is stopped and
   the pipeline drained (the ledger `smtp-checks:outstanding` empty). It must be 0; a
   negative figure would mean runs with two outcomes (duplicates).
@@ -216,36 +218,70 @@ def smtp_checks_argv() -> list[str]:
 
 
 class KeyEvents(threading.Thread):
-    """Counts the claims that mark a run enqueued (`SET` of its slot key) and the pushes of
-    results onto the result queue."""
+    """Counts the claims that mark a run enqueued (`SET` of its slot key)."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True, name="key-events")
         self.client = redis.Redis.from_url(url)
         self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe("__keyevent@0__:set", "__keyevent@0__:rpush")
+        self.pubsub.subscribe("__keyevent@0__:set")
         self.enqueued: list[float] = []
-        self.recorded: list[float] = []
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        sched, results = f"{PREFIX}sched:".encode(), f"{PREFIX}results".encode()
+        sched = f"{PREFIX}sched:".encode()
         try:
             while not self.stop_event.is_set():
                 message = self.pubsub.get_message(timeout=0.5)
                 while message is not None:
-                    key, now = message["data"], time.time()
-                    if key.startswith(sched):
-                        self.enqueued.append(now)
-                    elif key == results:
-                        self.recorded.append(now)
+                    if message["data"].startswith(sched):
+                        self.enqueued.append(time.time())
                     message = self.pubsub.get_message(timeout=0)
         except BaseException as error:
             self.error = error
         finally:
             with contextlib.suppress(Exception):
                 self.pubsub.close()
+
+
+# One argument of a MONITOR line: Redis quotes each and escapes `"` and `\` inside.
+_MONITOR_ARGUMENT = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+class ResultPushes(threading.Thread):
+    """Counts the results pushed to the result queue, off Redis's MONITOR stream: each
+    `RPUSH smtp-checks:results v1 v2 ...` adds one timestamp per value."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True, name="result-pushes")
+        self.client = redis.Redis.from_url(url)
+        self.recorded: list[float] = []
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self._pushes = [f'"{verb}" "{PREFIX}results" '.encode() for verb in ("RPUSH", "rpush")]
+        self._connection = self.client.connection_pool.get_connection()
+        self._connection.send_command("MONITOR")
+        if self._connection.read_response() not in (b"OK", "OK"):
+            raise RuntimeError("Redis refused MONITOR")
+
+    def run(self) -> None:
+        try:
+            while not self.stop_event.is_set():
+                if not self._connection.can_read(timeout=0.5):
+                    continue
+                line = self._connection.read_response(disable_decoding=True)
+                if not isinstance(line, bytes):
+                    continue
+                start = max(line.find(push) for push in self._pushes)
+                if start >= 0 and line.find(b" lua]", 0, start) < 0:  # not from a script
+                    values = len(_MONITOR_ARGUMENT.findall(line, start)) - 2
+                    self.recorded.extend([time.time()] * values)
+        except BaseException as error:
+            self.error = error
+        finally:
+            with contextlib.suppress(Exception):
+                self._connection.disconnect()
 
 
 @dataclass
@@ -349,7 +385,7 @@ def start_redis(children: Children, directory: Path) -> tuple[Child, str]:
         [
             shutil.which("redis-server") or "redis-server", "--port", str(port),
             "--bind", "127.0.0.1", "--dir", str(directory), "--save", "", "--appendonly", "no",
-            "--maxmemory-policy", "noeviction", "--notify-keyspace-events", "E$l",
+            "--maxmemory-policy", "noeviction", "--notify-keyspace-events", "E$",
             "--client-output-buffer-limit", "pubsub 0 0 0",
             "--logfile", str(directory / "redis.log"),
         ],
@@ -498,6 +534,8 @@ def soak(args: argparse.Namespace, directory: Path, children: Children) -> Repor
     write_config(config, args, url, ports, fifo)
     events = KeyEvents(url)
     events.start()
+    pushes = ResultPushes(url)
+    pushes.start()
     sampler = ResultSampler(url)
     sampler.start()
 
@@ -550,7 +588,7 @@ def soak(args: argparse.Namespace, directory: Path, children: Children) -> Repor
         for c in measured:
             rss[c.name].append(proc_rss_mb(c.pid))
         print(f"  ... steady window: {elapsed:.0f} of {args.duration:g} s, "
-              f"{len(events.recorded):,} results recorded so far", flush=True)  # fmt: skip
+              f"{len(pushes.recorded):,} results recorded so far", flush=True)  # fmt: skip
     t1 = time.time()
     cpu1 = {c.name: proc_cpu(c.pid) for c in measured + [s for s, _ in servers]}
     self_cpu1 = sum(os.times()[:2])
@@ -577,19 +615,21 @@ def soak(args: argparse.Namespace, directory: Path, children: Children) -> Repor
     results_left = int(client.llen(f"{PREFIX}results"))
     outbox_left = int(client.llen(outbox))
     events.stop_event.set()
+    pushes.stop_event.set()
     sampler.stop_event.set()
     events.join(timeout=5)
+    pushes.join(timeout=5)
     sampler.join(timeout=5)
     reader.close()
 
     enqueued_total = len(events.enqueued)
-    results_total = len(events.recorded)
+    results_total = len(pushes.recorded)
     sessions = sum(server_sessions(server) for server, _ in servers)
     for server, _ in servers:
         server.stop()
 
     # ---- figures
-    recorded_w = count_between(events.recorded, t0, t1)
+    recorded_w = count_between(pushes.recorded, t0, t1)
     enqueued_w = count_between(events.enqueued, t0, t1)
     role_cpu = {name: cpu1[name] - cpu0[name] for name in cpu0}
     system_names = [c.name for c in measured]
@@ -754,6 +794,8 @@ def soak(args: argparse.Namespace, directory: Path, children: Children) -> Repor
         add(f"beat: {line}")
     if events.error is not None:
         add(f"PROBLEM: the keyspace event listener failed: {events.error!r}")
+    if pushes.error is not None:
+        add(f"PROBLEM: the MONITOR listener failed: {pushes.error!r}")
     if problems:
         add(f"role log warnings/errors other than orphans ({sum(problems.values())}), by kind:")
         for kind, count in sorted(problems.items(), key=lambda item: -item[1])[:10]:

@@ -1,5 +1,6 @@
-"""The worker's consumer of `checks.<site>`: one thread takes messages from the broker, one
-asyncio loop runs every check of the process. No thread per check.
+"""The worker's consumer of `checks.<site>` on RabbitMQ: one thread takes messages from the
+broker, one asyncio loop runs every check of the process. No thread per check. (On a Redis
+broker, workers/redis_consumer.py reads the queue from the loop itself, in batches.)
 
 Why not Celery's pool: with a pool thread blocked on each check in flight, hundreds of
 threads wake together when a wave of checks ends and fight the event loop for the GIL; the

@@ -1,7 +1,8 @@
 """The worker's consumer of `checks.<site>` on a Redis broker: everything on one event loop.
 
-One coroutine, the pump, does the queue's work in ticks (every 10 ms while checks run,
-every 50 ms when the worker is idle), each tick in two round trips whatever the load:
+One coroutine does the queue's work in ticks (every 10 ms while checks run, every 50 ms
+when the worker is idle, every 5 ms while a backlog starts), each tick in two round trips
+whatever the load:
 
 1. publish the results of the checks finished since the last tick (the result queue, and
    reply lists for ad hoc checks);
@@ -9,10 +10,11 @@ every 50 ms when the worker is idle), each tick in two round trips whatever the 
    concurrency left, and the site's rate limit), each started as a task on the loop.
 
 A result is published before its message is acknowledged: a crash in between runs the check
-again (the consumer recognises a run it already has). No second thread: a consumer thread
-waking for every message took the GIL from the loop, which then read servers' replies late
-and counted that wait in `time` (BENCHMARKS.md, "Workers"). RabbitMQ brokers use
-workers/check_consumer.py instead.
+again (the consumer recognises a run it already has). No thread but the loop's touches
+messages: a consumer thread waking for every message took the GIL from the loop, which then
+read servers' replies late and counted that wait in `time` (BENCHMARKS.md, "Workers"). One
+housekeeping thread wakes every few seconds for kombu's restore of dead workers' messages.
+RabbitMQ brokers use workers/check_consumer.py instead.
 """
 
 from __future__ import annotations
@@ -66,7 +68,6 @@ class RedisCheckConsumer:
         self.queue = RedisCheckQueue(broker, check_queue(site))
         self.runner = runner
         self.publisher = publisher
-        self.broker = broker
         self.worker = worker
         self.concurrency = concurrency
         self.rate = RateLimit(rate_limit, burst=_IDLE_TICK)
@@ -77,13 +78,15 @@ class RedisCheckConsumer:
 
     def run(self) -> None:
         """Consume until `stop_event`; then let the checks in flight finish (bounded)."""
-        housekeeper = threading.Thread(target=self._housekeeping, name="smtp-checks-restore")
+        housekeeper = threading.Thread(
+            target=self._housekeeping, name="smtp-checks-restore", daemon=True
+        )
         housekeeper.start()
         try:
             asyncio.run(self._consume())
         finally:
             self.stop_event.set()
-            housekeeper.join()
+            housekeeper.join(timeout=5)  # a restore in progress may finish; nothing waits on it
 
     async def _consume(self) -> None:
         log.info(

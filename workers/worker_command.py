@@ -1,9 +1,10 @@
 """`smtp-checks worker --config FILE --site SITE`: run the checks of one site's queue.
 
-Concurrency model: one thread consumes `checks.<SITE>` and one asyncio loop runs every check
-of the process (workers/check_consumer.py); `--concurrency` is how many checks are in
-flight at once. Checks are network waits, so one process keeps hundreds of them going at
-little CPU, and each check's own deadline bounds it. BENCHMARKS.md has the figures.
+Concurrency model: one asyncio loop runs every check of the process and, on a Redis broker,
+reads `checks.<SITE>` too (workers/redis_consumer.py; on RabbitMQ a consumer thread does,
+workers/check_consumer.py). `--concurrency` is how many checks are in flight at once.
+Checks are network waits, so one process keeps hundreds of them going at little CPU, and
+each check's own deadline bounds it. BENCHMARKS.md has the figures.
 """
 
 from __future__ import annotations

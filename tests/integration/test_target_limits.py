@@ -108,6 +108,35 @@ def test_concurrency_never_exceeds_max_across_two_event_loops(redis_url: str) ->
     run(check_idle, redis_url)
 
 
+def test_requests_of_one_loop_turn_are_decided_in_order_per_target(redis_url: str) -> None:
+    # Requests made together go to Redis in one script; each target keeps its own limit
+    # inside it, and those refused get their permit once a holder releases.
+    limits = TargetLimits(max_concurrent=1, max_per_minute=1000)
+    order: list[str] = []
+
+    async def one(limiter: TargetLimiter, target: str, name: str) -> None:
+        async with limiter.permit(target, deadline=deadline_in(8), lease=LEASE):
+            order.append(f"{name} in")
+            await asyncio.sleep(0.05)
+            order.append(f"{name} out")
+
+    async def scenario(client: redis.asyncio.Redis) -> None:
+        limiter = TargetLimiter(client, limits)
+        await asyncio.gather(
+            one(limiter, TARGET, "a1"),
+            one(limiter, OTHER_TARGET, "b1"),
+            one(limiter, TARGET, "a2"),
+            one(limiter, OTHER_TARGET, "b2"),
+        )
+        assert await limiter.in_use(TARGET) == 0 and await limiter.in_use(OTHER_TARGET) == 0
+
+    run(scenario, redis_url)
+
+    assert order[:2] == ["a1 in", "b1 in"]  # the first of each target, at once
+    for first, second in (("a1", "a2"), ("b1", "b2")):
+        assert order.index(f"{first} out") < order.index(f"{second} in")
+
+
 def test_per_minute_cap_times_out_at_deadline(redis_url: str) -> None:
     limits = TargetLimits(max_concurrent=10, max_per_minute=3)
 
