@@ -1,8 +1,8 @@
 """The worker's consumer of `checks.<site>` on a Redis broker: everything on one event loop.
 
-One coroutine does the queue's work in ticks (every 10 ms while checks run, every 50 ms
-when the worker is idle, every 5 ms while a backlog starts), each tick in two round trips
-whatever the load:
+One coroutine does the queue's work in ticks (every 10 ms while checks run or ran in the
+last second, every 50 ms when the site is quiet, every 5 ms while a backlog starts), each
+tick in two round trips whatever the load:
 
 1. publish the results of the checks finished since the last tick (the result queue, and
    reply lists for ad hoc checks);
@@ -45,7 +45,8 @@ _TICK = 0.01  # seconds between ticks while checks run: how long a result may wa
 # at the same moments all the way through, and replies would wait to be read.
 _MAX_BATCH = 25
 _SLICE = 0.005
-_IDLE_TICK = 0.05  # seconds between looks at an empty queue with nothing running
+_IDLE_TICK = 0.05  # seconds between looks at the queue once idle for _IDLE_AFTER seconds
+_IDLE_AFTER = 1.0
 _DRAIN_TIMEOUT = 60.0  # seconds in-flight checks get to finish at shutdown (beyond: given back)
 _RELEASE_TIMEOUT = 3.0  # seconds cancelled checks get to release their per-target permits
 _REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
@@ -75,6 +76,7 @@ class RedisCheckConsumer:
         self._running: dict[asyncio.Task[None], Delivery] = {}
         self._results: list[CheckResult] = []  # finished, not yet published
         self._acks: list[str] = []  # delivery tags to acknowledge once `_results` are out
+        self._busy_at = 0.0  # when a check last ran (time.monotonic())
 
     def run(self) -> None:
         """Consume until `stop_event`; then let the checks in flight finish (bounded)."""
@@ -106,8 +108,15 @@ class RedisCheckConsumer:
                 log.warning("broker connection lost (%s): retrying in %.1f s", error, delay)
                 await asyncio.sleep(delay)
                 continue
-            await asyncio.sleep(_SLICE if more else _TICK if self._running else _IDLE_TICK)
+            await asyncio.sleep(_SLICE if more else self._tick_interval())
         await self._drain()
+
+    def _tick_interval(self) -> float:
+        """A tick while checks run or ran lately; slower only when the site is quiet."""
+        now = time.monotonic()
+        if self._running:
+            self._busy_at = now
+        return _TICK if now - self._busy_at < _IDLE_AFTER else _IDLE_TICK
 
     async def _tick(self, *, taking: bool) -> bool:
         """Publish results, acknowledge their messages, take new ones; True when the queue

@@ -151,13 +151,15 @@ def test_live_pipeline_accounts_for_every_run_and_forwards_each_result_once(
     pipeline.start()
     expected_states(pipeline, 20)
     first = pipeline.nagios.last_checks()
-    # A few intervals with everything running, refreshes included (resend_interval 3 s).
+    # A few intervals with everything running, refreshes included (resend_interval 3 s):
+    # three runs of every check at least (the last check can move on by a refresh alone).
     wait_until(
-        lambda: all(
-            pipeline.nagios.last_checks().get(key, 0) >= first[key] + 3 for key in EXPECTED
+        lambda: (
+            all(pipeline.nagios.last_checks().get(key, 0) >= first[key] + 3 for key in EXPECTED)
+            and min(Counter(r.check_id for r in pipeline.runs().values()).values(), default=0) >= 3
         ),
         20,
-        "every service's last check moved on by a resend interval",
+        "every service's last check moved on by a resend interval, every check run 3 times",
     )
     runs = pipeline.settle()
     assert len(runs) >= 3 * len(EXPECTED)
