@@ -27,42 +27,31 @@ Redis database 10 of 127.0.0.1:6379 is flushed before and after: do not point it
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import Any
 
 from bench.worker_throughput import (
     ServerChild,
+    child_server,
     decode_results,
     flushed_db,
     prefill,
     proc_cpu,
     proc_rss_mb,
     results_key,
-    stop_process,
     worker_process,
     write_config,
 )
 
 
-@contextmanager
-def hold_server(hold: float) -> Iterator[ServerChild]:
+def hold_server(hold: float) -> AbstractContextManager[ServerChild]:
     """bench/hold_server.py in a child process, stopped on exit."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.hold_server", str(hold)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        yield ServerChild(process, int(process.stdout.readline()))
-    finally:
-        stop_process(process, stdin=True)
+    return child_server([sys.executable, "-m", "bench.hold_server", str(hold)])
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:

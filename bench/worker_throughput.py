@@ -107,10 +107,14 @@ class ServerChild:
 @contextmanager
 def server_child(**options: object) -> Iterator[ServerChild]:
     """`tests.smtp_servers.SmtpServer(**options)` in a child process, stopped on exit."""
-    process = subprocess.Popen(
-        [sys.executable, "-c", _SERVE, json.dumps(options)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    with child_server([sys.executable, "-c", _SERVE, json.dumps(options)]) as child:
+        yield child
+
+
+@contextmanager
+def child_server(argv: list[str]) -> Iterator[ServerChild]:
+    """A server child that prints its port, then answers commands on stdin."""
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
         yield ServerChild(process, int(process.stdout.readline()))
