@@ -3,7 +3,8 @@
 The probe measures and classifies; it never judges (thresholds) nor words (plugin output),
 never prints and never logs. One deadline bounds the whole session, whatever the server
 does. `time` runs from just before the connection is opened to the QUIT reply, as the Perl
-plugin measures it.
+plugin measures it: to when the reply's bytes reached the process, not to when this
+coroutine got to read them (with many sessions on one loop, that wait is ours).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class _Session:
         self.phase = Phase.CONNECT
         self.phase_times: dict[Phase, float] = {}
         self.connection: SmtpConnection | None = None
+        self.ended: float | None = None  # when the QUIT reply arrived (perf_counter)
         self.tls_info: TlsInfo | None = None
         self.helo_name = spec.helo_name or _local_fqdn()
 
@@ -88,7 +90,8 @@ class _Session:
             if not deadline.expired():
                 detail = f"timed out {_WAITING_FOR[self.phase]}"
             failure = ProbeFailure.make(FailureKind.TIMEOUT, self.phase, detail)
-        elapsed = perf_counter() - started
+        # To the arrival of the QUIT reply, when there was one (smtp_connection.TimedStreamReader).
+        elapsed = (self.ended if failure is None and self.ended else perf_counter()) - started
         if self.connection is not None:
             self.connection.close(graceful=failure is None)
         return ProbeResult(
@@ -139,6 +142,7 @@ class _Session:
         with self._step(Phase.QUIT):
             try:
                 await connection.command("QUIT")
+                self.ended = connection.reply_received_at
             except ProbeError as error:
                 # The work is done; a server that hangs up instead of saying 221 is rude, not
                 # broken. Only the deadline still applies to QUIT.

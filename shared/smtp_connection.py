@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import SupportsIndex
 
 from shared.failures import FailureKind, ProbeError, ProbeFailure
 from shared.phases import Phase
@@ -34,6 +37,21 @@ class Reply:
         return f"{self.code} {self.text}".rstrip()
 
 
+class TimedStreamReader(asyncio.StreamReader):
+    """A stream reader that notes when bytes last came in (`time.perf_counter()`).
+
+    The event loop hands bytes to the reader as soon as it reads them from the socket; the
+    coroutine waiting for them runs a turn of the loop later, after whatever else was ready.
+    With a thousand sessions in flight that turn can take milliseconds, which are ours, not
+    the server's: a reply's time is when its bytes arrived."""
+
+    received_at = 0.0
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
+        self.received_at = time.perf_counter()
+        super().feed_data(data)
+
+
 class SmtpConnection:
     """A connected SMTP session. The probe sets `phase` before each step."""
 
@@ -47,13 +65,20 @@ class SmtpConnection:
         self._writer = writer
         self._transcript = transcript
         self.phase = Phase.BANNER
+        # When the bytes that completed the last reply arrived (time.perf_counter()).
+        self.reply_received_at: float | None = None
 
     @classmethod
     async def open(
         cls, address: str, port: int, transcript: list[str] | None = None
     ) -> SmtpConnection:
-        """Connect by TCP to an already resolved address."""
-        reader, writer = await asyncio.open_connection(address, port, limit=MAX_LINE_BYTES)
+        """Connect by TCP to an already resolved address (asyncio.open_connection, with a
+        reader that notes when replies arrive)."""
+        loop = asyncio.get_running_loop()
+        reader = TimedStreamReader(limit=MAX_LINE_BYTES, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await loop.create_connection(lambda: protocol, address, port)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         return cls(reader, writer, transcript)
 
     def fail(
@@ -75,6 +100,7 @@ class SmtpConnection:
             if self._transcript is not None:
                 self._transcript.append("S: " + sanitize(raw, 512))
             if match.group(2) != b"-":
+                self.reply_received_at = getattr(self._reader, "received_at", None)
                 return Reply(code, tuple(lines))
             if len(lines) >= MAX_REPLY_LINES:
                 raise self.fail(FailureKind.PROTOCOL, f"reply longer than {MAX_REPLY_LINES} lines")
