@@ -4,8 +4,8 @@ The queue is the list kombu's Redis transport keeps for `checks.<site>`: the bea
 Celery messages there (LPUSH), and a kombu consumer would take them one at a time (a BRPOP,
 then a transaction recording the message as unacknowledged, then another acknowledging it:
 three round trips per check, from a thread that fights the event loop for the GIL). This
-takes up to N messages in one script and acknowledges many in one command, and it keeps
-kombu's own bookkeeping, so nothing changes for the rest of the system:
+takes up to N messages in one script, which also acknowledges those finished since, and it
+keeps kombu's own bookkeeping, so nothing changes for the rest of the system:
 
 - a taken message is recorded in kombu's `unacked` hash and `unacked_index` sorted set,
   exactly as kombu records it, in the same script that takes it off the list: no moment
@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import logging
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -33,8 +32,6 @@ from kombu.transport.redis import Channel as KombuRedisChannel
 
 from workers.check_runner import task_payload
 
-log = logging.getLogger("smtp_checks.worker")
-
 UNACKED: Final = KombuRedisChannel.unacked_key
 UNACKED_INDEX: Final = KombuRedisChannel.unacked_index_key
 
@@ -44,10 +41,10 @@ UNACKED_INDEX: Final = KombuRedisChannel.unacked_index_key
 # [message, exchange, routing_key]. Returns the messages oldest first; one without a
 # delivery tag is returned unrecorded (it is malformed and will be refused, never run).
 _SETTLE_AND_TAKE: Final = """
-if #ARGV > 2 then
-  local tags = {unpack(ARGV, 3)}
-  redis.call('ZREM', KEYS[3], unpack(tags))
-  redis.call('HDEL', KEYS[2], unpack(tags))
+for first = 3, #ARGV, 1000 do  -- in chunks: Lua unpacks at most a few thousand values
+  local last = math.min(first + 999, #ARGV)
+  redis.call('ZREM', KEYS[3], unpack(ARGV, first, last))
+  redis.call('HDEL', KEYS[2], unpack(ARGV, first, last))
 end
 if tonumber(ARGV[1]) <= 0 then return {} end
 local items = redis.call('LRANGE', KEYS[1], -tonumber(ARGV[1]), -1)

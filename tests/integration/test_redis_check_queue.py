@@ -140,3 +140,22 @@ def test_a_message_of_another_task_is_kept_whole_for_the_dead_letters(broker_url
     assert delivery.refusal is None
     assert isinstance(delivery.request, dict)
     assert delivery.request["task"] == "someone.elses_task"
+
+
+def test_thousands_of_acknowledgements_in_one_call(broker_url: str) -> None:
+    # A wave of checks ending in one tick: more tags than Lua can unpack at once.
+    client = redis.Redis.from_url(broker_url)
+    envelope = {"content-type": "application/json", "body": "[[{}], {}, {}]", "headers": {}}
+    client.lpush(
+        QUEUE,
+        *(
+            json.dumps({**envelope, "properties": {"delivery_tag": f"tag-{i}"}})
+            for i in range(9000)
+        ),
+    )
+    taken = settle_and_take(broker_url, [], 9000)
+    assert client.hlen(UNACKED) == 9000
+
+    assert settle_and_take(broker_url, [d.tag for d in taken if d.tag], 0) == []
+
+    assert client.hlen(UNACKED) == 0 and client.zcard(UNACKED_INDEX) == 0
