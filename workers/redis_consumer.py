@@ -51,7 +51,16 @@ _IDLE_TICK = 0.05  # seconds between looks at the queue once idle for _IDLE_AFTE
 _IDLE_AFTER = 1.0
 _DRAIN_TIMEOUT = 60.0  # seconds in-flight checks get to finish at shutdown (beyond: given back)
 _RELEASE_TIMEOUT = 3.0  # seconds cancelled checks get to release their per-target permits
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+# Redis unreachable, or refusing for a while (full, read-only after a failover, loading):
+# retry with a backoff rather than stop the worker.
+_REDIS_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.BusyLoadingError,
+    OSError,
+)
 
 
 class RedisCheckConsumer:
@@ -108,7 +117,7 @@ class RedisCheckConsumer:
             except _REDIS_DOWN as error:
                 failures += 1
                 delay = min(10.0, 0.5 * 2**failures)
-                log.warning("broker connection lost (%s): retrying in %.1f s", error, delay)
+                log.warning("broker unavailable (%s): retrying in %.1f s", error, delay)
                 await asyncio.sleep(delay)
                 continue
             if more:  # the next slice a _SLICE after this one started
