@@ -17,6 +17,11 @@ from workers.redis_consumer import RedisCheckConsumer
 from workers.result_publisher import ResultPublisher
 from workers.target_limits import TargetLimiter, TargetLimits
 
+# A Redis that hangs (rather than refuses) must not hang the worker: its calls fail after
+# this long and are retried with a backoff. Every call the worker makes answers at once.
+_SOCKET_TIMEOUT = 10.0
+_CONNECT_TIMEOUT = 5.0
+
 
 class WorkerSetupError(Exception):
     """The configuration cannot run a worker for this site; the message says why."""
@@ -38,7 +43,11 @@ def check_consumer(
             site,
             runner,
             ResultPublisher(client),
-            redis.asyncio.Redis.from_url(redis_py_url(broker_url)),
+            redis.asyncio.Redis.from_url(
+                redis_py_url(broker_url),
+                socket_timeout=_SOCKET_TIMEOUT,
+                socket_connect_timeout=_CONNECT_TIMEOUT,
+            ),
             worker=worker,
             concurrency=concurrency,
             rate_limit=rate_limit,
@@ -88,7 +97,11 @@ def _async_redis(url: str, concurrency: int) -> redis.asyncio.Redis:
     connection at once: a pool smaller than that fails calls (redis-py's default, 100)
     instead of making them wait; this one waits."""
     pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url, max_connections=concurrency + 16, timeout=30
+        url,
+        max_connections=concurrency + 16,
+        timeout=30,
+        socket_timeout=_SOCKET_TIMEOUT,
+        socket_connect_timeout=_CONNECT_TIMEOUT,
     )
     return redis.asyncio.Redis(connection_pool=pool)
 
