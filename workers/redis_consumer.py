@@ -191,7 +191,7 @@ class RedisCheckConsumer:
         while self._running and time.monotonic() < deadline:
             await asyncio.sleep(_TICK)
             await self._settle_quietly()
-        unfinished = list(self._running.values())
+        unfinished = [delivery for task, delivery in self._running.items() if not task.done()]
         for task in list(self._running):
             task.cancel()
         if self._running:  # let the cancelled checks release their permits
