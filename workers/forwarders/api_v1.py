@@ -29,9 +29,7 @@ from shared.config import ApiV1Forwarder as ApiV1Config
 from workers.forwarders.base import ForwardError, PassiveResult
 from workers.forwarders.http_forwarder import (
     DEFAULT_TIMEOUT,
-    MAX_BATCH,
     HttpForwarder,
-    PasswordSource,
     secret_source,
 )
 
@@ -57,20 +55,6 @@ class ApiV1Forwarder(HttpForwarder):
     AUTH_FIELD = "authToken"
     AUTH_HEADER = "centreon-auth-token"
     _log = log
-
-    def __init__(
-        self,
-        url: str,
-        username: str,
-        password: PasswordSource,
-        *,
-        verify_tls: bool = True,
-        timeout: float = DEFAULT_TIMEOUT,
-        max_batch: int = MAX_BATCH,
-    ) -> None:
-        super().__init__(
-            url, username, password, verify_tls=verify_tls, timeout=timeout, max_batch=max_batch
-        )
 
     @classmethod
     def from_config(cls, model: ApiV1Config, *, timeout: float = DEFAULT_TIMEOUT) -> ApiV1Forwarder:

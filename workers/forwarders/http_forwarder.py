@@ -146,9 +146,9 @@ class HttpForwarder(ABC):
         username: str,
         password: PasswordSource,
         *,
-        verify_tls: bool,
-        timeout: float,
-        max_batch: int,
+        verify_tls: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_batch: int = MAX_BATCH,
         base_url: str = "",
     ) -> None:
         self.url = url
