@@ -178,8 +178,9 @@ def nagios(services: list[tuple[str, str]]) -> Iterator[Nagios]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-@contextmanager
-def _running(directory: Path, services: list[tuple[str, str]]) -> Iterator[Nagios]:
+def prepare(directory: Path, services: list[tuple[str, str]]) -> Path:
+    """Write a Nagios configuration with passive `services` in `directory`, owned by the
+    user Nagios runs as, and have Nagios verify it; its main file."""
     user = pwd.getpwnam("nagios") if _has_user("nagios") else pwd.getpwuid(os.getuid())
     (directory / "checkresults").mkdir(parents=True)
     hosts = sorted({host for host, _ in services})
@@ -195,6 +196,12 @@ def _running(directory: Path, services: list[tuple[str, str]]) -> Iterator[Nagio
         [NAGIOS, "-v", str(config)], capture_output=True, text=True, check=False
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    return config
+
+
+@contextmanager
+def _running(directory: Path, services: list[tuple[str, str]]) -> Iterator[Nagios]:
+    config = prepare(directory, services)
     engine = Nagios(directory)
     engine.process = subprocess.Popen(
         [NAGIOS, str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

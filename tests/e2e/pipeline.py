@@ -27,7 +27,6 @@ import contextlib
 import json
 import math
 import os
-import pwd
 import re
 import shutil
 import signal
@@ -49,8 +48,7 @@ import yaml
 from shared.config import load_config
 from shared.messages import CheckResult
 from shared.outstanding import OutstandingRun
-from tests import nagios as nagios_module
-from tests.nagios import NAGIOS, Nagios, require_nagios
+from tests.nagios import NAGIOS, Nagios, prepare, require_nagios
 from workers.forwarders.base import PassiveResult
 from workers.forwarders.command_file import command_line
 
@@ -225,25 +223,7 @@ class NagiosEngine(Nagios, _Stoppable):
     def __init__(self, services: list[tuple[str, str]]) -> None:
         require_nagios()
         super().__init__(Path(tempfile.mkdtemp(prefix="smtp-checks-e2e-nagios-")))
-        user = pwd.getpwnam("nagios") if _has_user("nagios") else pwd.getpwuid(os.getuid())
-        (self.directory / "checkresults").mkdir()
-        hosts = sorted({host for host, _ in services})
-        objects = nagios_module._OBJECTS_HEAD.format()
-        objects += "".join(nagios_module._HOST.format(host=h) for h in hosts)
-        objects += "".join(nagios_module._SERVICE.format(host=h, service=s) for h, s in services)
-        (self.directory / "objects.cfg").write_text(objects)
-        (self.directory / "resource.cfg").write_text("")
-        self.config = self.directory / "nagios.cfg"
-        group = nagios_module._group(user.pw_gid)
-        self.config.write_text(
-            nagios_module._MAIN.format(d=self.directory, user=user.pw_name, group=group)
-        )
-        for path in [self.directory, *self.directory.rglob("*")]:
-            os.chown(path, user.pw_uid, user.pw_gid)
-        checked = subprocess.run(
-            [NAGIOS, "-v", str(self.config)], capture_output=True, text=True, check=False
-        )
-        assert checked.returncode == 0, checked.stdout + checked.stderr
+        self.config = prepare(self.directory, services)
         self._watchdog: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -298,14 +278,6 @@ class NagiosEngine(Nagios, _Stoppable):
 
     def last_checks(self) -> dict[tuple[str, str], int]:
         return {key: int(block.get("last_check", "0")) for key, block in self.services().items()}
-
-
-def _has_user(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 @dataclass
