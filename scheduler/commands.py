@@ -4,7 +4,6 @@ around `scheduler.beat` and `scheduler.adhoc`, which stay free of process concer
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -18,6 +17,7 @@ from scheduler.beat import Beat, leader_key
 from scheduler.leader import LeaderLock
 from shared.adhoc_replies import AdhocReplies
 from shared.celery_app import check_queue
+from shared.cli import role_logging
 from shared.config import Config, ConfigError, load_config
 from shared.outstanding import Ledger
 from shared.result_report import render_result
@@ -52,9 +52,7 @@ def run_beat(argv: list[str]) -> int:
             "(or use a Redis broker_url)\n"
         )
         return 2
-    logging.basicConfig(
-        level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    role_logging.configure(args.loglevel)
     client = redis.Redis.from_url(config.state_redis_url, socket_timeout=5)
     lock = LeaderLock(client, leader_key(), ttl=args.lock_ttl)
     beat = Beat(config, client=client, lock=lock, config_path=args.config)

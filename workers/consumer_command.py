@@ -17,6 +17,7 @@ from types import FrameType
 
 import redis
 
+from shared.cli import role_logging
 from shared.config import Config, ConfigError, load_config
 from shared.outstanding import Ledger
 from shared.result_queue import ResultQueue
@@ -109,9 +110,7 @@ def run_consumer(argv: list[str]) -> int:
     parser.add_argument("--config", required=True, help="the YAML configuration file")
     parser.add_argument("--loglevel", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    role_logging.configure(args.loglevel)
     try:
         config = load_config(args.config)
         service = ConsumerService(config)

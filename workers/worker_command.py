@@ -17,6 +17,7 @@ import socket
 import sys
 from types import FrameType
 
+from shared.cli import role_logging
 from shared.config import ConfigError, load_config
 from workers.worker_app import WorkerSetupError, check_consumer
 
@@ -49,9 +50,7 @@ def run_worker(argv: list[str]) -> int:
     parser.add_argument("--loglevel", default="INFO")
     parser.add_argument("--hostname", help="worker name (default smtp-checks-SITE@HOST)")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    role_logging.configure(args.loglevel)
     name = args.hostname or f"smtp-checks-{args.site}@{socket.gethostname()}"
     try:
         config = load_config(args.config)

@@ -1,0 +1,13 @@
+"""How the long-running roles (worker, consumer, beat) log: one format for all, since
+operators grep them together and the end-to-end tests read their lines."""
+
+from __future__ import annotations
+
+import logging
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def configure(level: str) -> None:
+    """Log to standard error at `level` (a name: DEBUG, INFO, WARNING...)."""
+    logging.basicConfig(level=level.upper(), format=FORMAT)
