@@ -7,7 +7,8 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -265,43 +266,6 @@ def test_v2_500_on_login_is_a_forward_error(fake: CentreonApiFake, v2: ApiV2Forw
     assert len(fake.submits_v2) == 1
 
 
-def test_v2_timeout_is_a_forward_error_within_the_timeout(fake: CentreonApiFake) -> None:
-    with ApiV2Forwarder(fake.url_v2, "api", PASSWORD, timeout=0.5) as forwarder:
-        forwarder.deliver([result()])
-        fake.delay = 3.0
-        started = time.monotonic()
-        with pytest.raises(ForwardError, match="timed out"):
-            forwarder.deliver([result()])
-        elapsed = time.monotonic() - started
-        fake.delay = 0.0
-        assert elapsed < 1.5
-        forwarder.deliver([result()])
-    assert len(fake.submits_v2) == 2
-
-
-def test_v2_connection_refused_is_a_forward_error() -> None:
-    with (
-        ApiV2Forwarder(refused_url(V2_PREFIX), "api", PASSWORD, timeout=1.0) as forwarder,
-        pytest.raises(ForwardError, match="cannot connect"),
-    ):
-        forwarder.deliver([result()])
-
-
-def test_v2_wrong_password_error_never_shows_it(fake: CentreonApiFake) -> None:
-    wrong = "Wr0ng-Passw0rd"
-    with (
-        ApiV2Forwarder(fake.url_v2, "api", wrong, timeout=2.0) as forwarder,
-        pytest.raises(ForwardError) as caught,
-    ):
-        forwarder.deliver([result()])
-    message = str(caught.value)
-    assert "login refused" in message
-    assert "'api'" in message
-    assert wrong not in message
-    assert PASSWORD not in message
-    assert fake.submits_v2 == []
-
-
 def test_v2_close_logs_out(fake: CentreonApiFake) -> None:
     forwarder = ApiV2Forwarder(fake.url_v2, "api", PASSWORD)
     forwarder.deliver([result()])
@@ -464,43 +428,6 @@ def test_v1_500_is_a_forward_error_and_the_retry_loses_nothing(
     ]
 
 
-def test_v1_timeout_is_a_forward_error_within_the_timeout(fake: CentreonApiFake) -> None:
-    with ApiV1Forwarder(fake.url_v1, "api", PASSWORD, timeout=0.5) as forwarder:
-        forwarder.deliver([result()])
-        fake.delay = 3.0
-        started = time.monotonic()
-        with pytest.raises(ForwardError, match="timed out"):
-            forwarder.deliver([result()])
-        elapsed = time.monotonic() - started
-        fake.delay = 0.0
-        assert elapsed < 1.5
-        forwarder.deliver([result()])
-    assert len(fake.submits_v1) == 2
-
-
-def test_v1_connection_refused_is_a_forward_error() -> None:
-    url = refused_url("/centreon/api/index.php")
-    with (
-        ApiV1Forwarder(url, "api", PASSWORD, timeout=1.0) as forwarder,
-        pytest.raises(ForwardError, match="cannot connect"),
-    ):
-        forwarder.deliver([result()])
-
-
-def test_v1_wrong_password_error_never_shows_it(fake: CentreonApiFake) -> None:
-    wrong = "Wr0ng-Passw0rd"
-    with (
-        ApiV1Forwarder(fake.url_v1, "api", wrong, timeout=2.0) as forwarder,
-        pytest.raises(ForwardError) as caught,
-    ):
-        forwarder.deliver([result()])
-    message = str(caught.value)
-    assert "authentication refused" in message
-    assert wrong not in message
-    assert PASSWORD not in message
-    assert fake.submits_v1 == []
-
-
 def test_v1_from_config_resolves_the_password_reference(
     fake: CentreonApiFake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -514,6 +441,71 @@ def test_v1_from_config_resolves_the_password_reference(
     with ApiV1Forwarder.from_config(model) as forwarder:
         forwarder.deliver([result()])
     assert len(fake.submits_v1) == 1
+
+
+@dataclass(frozen=True)
+class Api:
+    """What the tests of behaviour both APIs share need to know of one of them."""
+
+    forwarder: type[ApiV1Forwarder | ApiV2Forwarder]
+    url_of: Callable[[CentreonApiFake], str]  # its URL on the fake
+    submits_of: Callable[[CentreonApiFake], Sequence[object]]  # what the fake recorded
+    path: str  # its path below the server
+    refusal_words: tuple[str, ...]  # how it words a refused login
+
+
+BOTH = [
+    pytest.param(
+        Api(ApiV2Forwarder, lambda f: f.url_v2, lambda f: f.submits_v2, V2_PREFIX,
+            ("login refused", "'api'")),
+        id="v2",
+    ),
+    pytest.param(
+        Api(ApiV1Forwarder, lambda f: f.url_v1, lambda f: f.submits_v1,
+            "/centreon/api/index.php", ("authentication refused",)),
+        id="v1",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("api", BOTH)
+def test_timeout_is_a_forward_error_within_the_timeout(fake: CentreonApiFake, api: Api) -> None:
+    with api.forwarder(api.url_of(fake), "api", PASSWORD, timeout=0.5) as forwarder:
+        forwarder.deliver([result()])
+        fake.delay = 3.0
+        started = time.monotonic()
+        with pytest.raises(ForwardError, match="timed out"):
+            forwarder.deliver([result()])
+        elapsed = time.monotonic() - started
+        fake.delay = 0.0
+        assert elapsed < 1.5
+        forwarder.deliver([result()])
+    assert len(api.submits_of(fake)) == 2
+
+
+@pytest.mark.parametrize("api", BOTH)
+def test_connection_refused_is_a_forward_error(api: Api) -> None:
+    with (
+        api.forwarder(refused_url(api.path), "api", PASSWORD, timeout=1.0) as forwarder,
+        pytest.raises(ForwardError, match="cannot connect"),
+    ):
+        forwarder.deliver([result()])
+
+
+@pytest.mark.parametrize("api", BOTH)
+def test_wrong_password_error_never_shows_it(fake: CentreonApiFake, api: Api) -> None:
+    wrong = "Wr0ng-Passw0rd"
+    with (
+        api.forwarder(api.url_of(fake), "api", wrong, timeout=2.0) as forwarder,
+        pytest.raises(ForwardError) as caught,
+    ):
+        forwarder.deliver([result()])
+    message = str(caught.value)
+    for word in api.refusal_words:
+        assert word in message
+    assert wrong not in message
+    assert PASSWORD not in message
+    assert api.submits_of(fake) == []
 
 
 def test_fake_records_v2_submits_as_typed_values(fake: CentreonApiFake, v2: ApiV2Forwarder) -> None:
