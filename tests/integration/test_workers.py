@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,18 +56,26 @@ def settings(broker_url: str, hosts: list[dict[str, Any]], **extra: Any) -> dict
     return {"broker_url": broker_url, "sites": {"paris": {}}, "hosts": hosts, **extra}
 
 
+Deploy = Callable[[dict[str, Any]], Deployment]
+
+
 @pytest.fixture
-def deployment(tmp_path: Path) -> Iterator[list[Deployment]]:
+def deploy(tmp_path: Path) -> Iterator[Deploy]:
+    """Write a deployment's config in the test's directory; its workers stop at the end."""
     made: list[Deployment] = []
-    yield made
+
+    def write(settings: dict[str, Any]) -> Deployment:
+        made.append(Deployment.write(tmp_path, settings))
+        return made[-1]
+
+    yield write
     for item in made:
         item.stop_workers()
 
 
 def test_every_outcome_becomes_a_result(
     broker_url: str,
-    tmp_path: Path,
-    deployment: list[Deployment],
+    deploy: Deploy,
     plain_server: SmtpServer,
     smtp_server_factory: Any,
     raw_server_factory: Any,
@@ -76,7 +84,7 @@ def test_every_outcome_becomes_a_result(
     silent = raw_server_factory("silent")
     login = {"login": {}}
     auth = {"username": TEST_USER, "password": "env:SMTP_TEST_PASSWORD"}
-    d = Deployment.write(tmp_path, settings(broker_url, [
+    d = deploy(settings(broker_url, [
         host("ok", plain_server, checks=login),
         host("auth-ok", plain_server, checks=login, **auth),
         host("auth-bad", plain_server, checks=login, username=TEST_USER, password="env:SMTP_WRONG_PASSWORD"),
@@ -86,7 +94,6 @@ def test_every_outcome_becomes_a_result(
         host("rejecting", refusing, checks={"message": {"from": "a@example.com", "to": "b@example.net"}}),
         host("stale", plain_server, checks=login),
     ]))  # fmt: skip
-    deployment.append(d)
     d.start_worker(
         "paris", name="w1",
         env={"SMTP_TEST_PASSWORD": TEST_PASSWORD, "SMTP_WRONG_PASSWORD": "not-the-password"},
@@ -123,12 +130,9 @@ def test_every_outcome_becomes_a_result(
 
 
 def test_pickle_is_refused_and_the_worker_carries_on(
-    broker_url: str, tmp_path: Path, deployment: list[Deployment], plain_server: SmtpServer
+    broker_url: str, deploy: Deploy, plain_server: SmtpServer
 ) -> None:
-    d = Deployment.write(
-        tmp_path, settings(broker_url, [host("mx1", plain_server, checks={"login": {}})])
-    )
-    deployment.append(d)
+    d = deploy(settings(broker_url, [host("mx1", plain_server, checks={"login": {}})]))
     d.start_worker("paris", name="w1")
     app = d.app()
     request = d.request("mx1/login")
@@ -141,12 +145,9 @@ def test_pickle_is_refused_and_the_worker_carries_on(
 
 
 def test_invalid_message_is_dead_lettered_without_secrets(
-    broker_url: str, tmp_path: Path, deployment: list[Deployment], plain_server: SmtpServer
+    broker_url: str, deploy: Deploy, plain_server: SmtpServer
 ) -> None:
-    d = Deployment.write(
-        tmp_path, settings(broker_url, [host("mx1", plain_server, checks={"login": {}})])
-    )
-    deployment.append(d)
+    d = deploy(settings(broker_url, [host("mx1", plain_server, checks={"login": {}})]))
     d.start_worker("paris", name="w1")
     app = d.app()
     app.send_task(
@@ -172,18 +173,16 @@ def test_invalid_message_is_dead_lettered_without_secrets(
 
 
 def test_a_killed_workers_check_is_redelivered_to_another(
-    broker_url: str, tmp_path: Path, deployment: list[Deployment], smtp_server_factory: Any
+    broker_url: str, deploy: Deploy, smtp_server_factory: Any
 ) -> None:
     slow = smtp_server_factory(banner_delay=2.0)
-    d = Deployment.write(
-        tmp_path,
+    d = deploy(
         settings(
             broker_url,
             [host("mx1", slow, checks={"login": {"timeout": 3, "interval": 60}})],
             visibility_timeout=6,  # at least twice the timeout: no second delivery mid-check
         ),
     )
-    deployment.append(d)
     first = d.start_worker("paris", name="doomed")
     request = d.request("mx1/login")
     publish(d.app(), request)
@@ -199,13 +198,10 @@ def test_a_killed_workers_check_is_redelivered_to_another(
 
 
 def test_a_stopped_worker_finishes_its_checks_before_it_exits(
-    broker_url: str, tmp_path: Path, deployment: list[Deployment], smtp_server_factory: Any
+    broker_url: str, deploy: Deploy, smtp_server_factory: Any
 ) -> None:
     slow = smtp_server_factory(banner_delay=1.5)
-    d = Deployment.write(
-        tmp_path, settings(broker_url, [host("mx1", slow, checks={"login": {"timeout": 5}})])
-    )
-    deployment.append(d)
+    d = deploy(settings(broker_url, [host("mx1", slow, checks={"login": {"timeout": 5}})]))
     worker = d.start_worker("paris", name="w1")
     request = d.request("mx1/login")
     publish(d.app(), request)
@@ -222,11 +218,10 @@ def test_a_stopped_worker_finishes_its_checks_before_it_exits(
 
 
 def test_target_limits_hold_across_two_workers(
-    broker_url: str, tmp_path: Path, deployment: list[Deployment], smtp_server_factory: Any
+    broker_url: str, deploy: Deploy, smtp_server_factory: Any
 ) -> None:
     busy = smtp_server_factory(hold_seconds=0.4)
-    d = Deployment.write(
-        tmp_path,
+    d = deploy(
         settings(
             broker_url,
             [
@@ -236,7 +231,6 @@ def test_target_limits_hold_across_two_workers(
             target_limits={"max_concurrent": 2, "max_per_minute": 1000},
         ),
     )
-    deployment.append(d)
     d.start_worker("paris", name="w1", concurrency=10)
     d.start_worker("paris", name="w2", concurrency=10)
     app = d.app()
@@ -251,17 +245,16 @@ def test_target_limits_hold_across_two_workers(
 
 
 def test_no_password_in_redis_messages_or_logs(
-    broker_url: str, tmp_path: Path, deployment: list[Deployment], plain_server: SmtpServer
+    broker_url: str, deploy: Deploy, plain_server: SmtpServer
 ) -> None:
     secret = {"username": TEST_USER, "password": "env:SMTP_TEST_PASSWORD"}
-    d = Deployment.write(tmp_path, {
+    d = deploy({
         **settings(broker_url, [
             host("mx1", plain_server, checks={"login": {}}, **secret),
             {**host("mx2", plain_server, checks={"login": {}}, **secret), "site": "lyon"},
         ]),
         "sites": {"paris": {}, "lyon": {}},
     })  # fmt: skip
-    deployment.append(d)
     d.start_worker("paris", name="w1", env={"SMTP_TEST_PASSWORD": TEST_PASSWORD})
     app = d.app()
     publish(app, d.request("mx1/login"))
@@ -293,13 +286,12 @@ def test_no_password_in_redis_messages_or_logs(
 
 
 def test_site_rate_limit_spaces_checks(
-    broker_url: str, tmp_path: Path, deployment: list[Deployment], plain_server: SmtpServer
+    broker_url: str, deploy: Deploy, plain_server: SmtpServer
 ) -> None:
-    d = Deployment.write(tmp_path, {
+    d = deploy({
         **settings(broker_url, [host(f"h{i}", plain_server, checks={"login": {}}) for i in range(6)]),
         "sites": {"paris": {"rate_limit": "2/s"}},
     })  # fmt: skip
-    deployment.append(d)
     d.start_worker("paris", name="w1")
     app = d.app()
     for check in d.config.scheduled_checks():
@@ -310,17 +302,14 @@ def test_site_rate_limit_spaces_checks(
     assert starts[-1] - starts[0] >= 2.0  # 6 checks at 2 a second cannot start within 2 s
 
 
-def test_rabbitmq_broker(
-    broker_url: str, tmp_path: Path, deployment: list[Deployment], plain_server: SmtpServer
-) -> None:
+def test_rabbitmq_broker(broker_url: str, deploy: Deploy, plain_server: SmtpServer) -> None:
     require_rabbitmq()
     site = f"rabbit{uuid.uuid4().hex[:8]}"  # queues of our own on a shared vhost
     state_db = broker_url  # Redis still holds the per-target limits
-    d = Deployment.write(tmp_path, {
+    d = deploy({
         "broker_url": RABBITMQ_URL, "redis_url": state_db, "sites": {site: {}},
         "hosts": [{**host("mx1", plain_server, checks={"login": {}}), "site": site}],
     })  # fmt: skip
-    deployment.append(d)
     d.start_worker(site, name="w1")
     try:
         request = d.request("mx1/login")
@@ -336,9 +325,8 @@ def test_rabbitmq_broker(
             channel.exchange_delete(check_queue(site))
 
 
-def test_worker_refuses_an_unknown_site(tmp_path: Path, plain_server: SmtpServer) -> None:
-    d = Deployment.write(
-        tmp_path,
+def test_worker_refuses_an_unknown_site(deploy: Deploy, plain_server: SmtpServer) -> None:
+    d = deploy(
         settings("redis://127.0.0.1:6379/12", [host("mx1", plain_server, checks={"login": {}})]),
     )
     done = subprocess.run(
@@ -350,12 +338,9 @@ def test_worker_refuses_an_unknown_site(tmp_path: Path, plain_server: SmtpServer
 
 
 def test_celery_command_line_runs_checks_too(
-    broker_url: str, tmp_path: Path, deployment: list[Deployment], plain_server: SmtpServer
+    broker_url: str, tmp_path: Path, deploy: Deploy, plain_server: SmtpServer
 ) -> None:
-    d = Deployment.write(
-        tmp_path, settings(broker_url, [host("mx1", plain_server, checks={"login": {}})])
-    )
-    deployment.append(d)
+    d = deploy(settings(broker_url, [host("mx1", plain_server, checks={"login": {}})]))
     log = (tmp_path / "celery.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers.celery_main", "worker", "-Q", "checks.paris",
