@@ -1,11 +1,12 @@
 """Which beat enqueues: a Redis lock with a TTL, held by one beat and renewed while it lives.
 
-The lock is one key holding a random token, set with NX and a TTL in milliseconds. Only the
-holder's token may extend or delete it, and each of those is one Lua script, so a beat whose
-lock expired (a long pause, a network split) can never renew or release the lock another
-beat has taken since. A holder renews every ttl/3 and stops enqueueing at the first renewal
-that fails. It counts itself leader only until `ttl` after the last renewal it *sent*, on
-its own monotonic clock, so it stops no later than the moment another beat can take the key.
+The lock is a lease (shared/lease.py): one key naming the beat that holds it, with a TTL.
+Only the holder may extend or delete it, so a beat whose lock expired (a long pause, a
+network split) can never renew or release the lock another beat has taken since; a beat
+restarted on the same machine takes over from its dead predecessor at once. A holder renews
+every ttl/3 and stops enqueueing at the first renewal that fails. It counts itself leader
+only until `ttl` after the last renewal it *sent*, on its own monotonic clock, so it stops
+no later than the moment another beat can take the key.
 
 Two leaders can still overlap for the length of a network round trip; the per-slot NX key
 of `scheduler/beat.py` makes that harmless: no slot is enqueued twice.
@@ -14,41 +15,14 @@ of `scheduler/beat.py` makes that harmless: no slot is enqueued twice.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable
 
 import redis
 
+from shared.lease import Lease
+
 log = logging.getLogger(__name__)
-
-# Take the lock if it is free, or keep it if it is still ours (a beat that stopped leading
-# after a failed renewal gets its own lock back rather than wait for it to expire).
-_ACQUIRE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 1
-end
-return 0
-"""
-
-# Extend the lock only if it is still ours.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-# Delete the lock only if it is still ours.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 class LeaderLock:
@@ -64,14 +38,10 @@ class LeaderLock:
     ) -> None:
         if ttl <= 0:
             raise ValueError("the lock TTL must be positive")
-        self._client = client
+        self._lease = Lease(client, key)
         self.key = key
         self.ttl = ttl
         self._clock = clock
-        self.token = secrets.token_hex(16)
-        self._acquire = client.register_script(_ACQUIRE)
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
         self._valid_until = 0.0  # monotonic: leader until then, unless renewed
         self._next_attempt = 0.0  # monotonic: when to acquire or renew next
 
@@ -100,7 +70,7 @@ class LeaderLock:
         was_leader = self.is_leader
         self._valid_until = 0.0
         try:
-            self._release(keys=[self.key], args=[self.token])
+            self._lease.release()
         except redis.RedisError as error:
             log.warning("could not release the leader lock %s: %s", self.key, error)
             return
@@ -109,7 +79,7 @@ class LeaderLock:
 
     def _try_acquire(self, sent_at: float) -> None:
         try:
-            acquired = self._acquire(keys=[self.key], args=[self.token, self._ttl_ms])
+            acquired = self._lease.hold(self.ttl)
         except redis.RedisError as error:
             log.warning("cannot reach Redis to take the leader lock: %s", error)
             return
@@ -119,7 +89,7 @@ class LeaderLock:
 
     def _try_renew(self, sent_at: float) -> None:
         try:
-            renewed = self._renew(keys=[self.key], args=[self.token, self._ttl_ms])
+            renewed = self._lease.renew(self.ttl)
         except redis.RedisError as error:
             # Unsure whether we still hold it: stop now rather than risk a second leader.
             self._valid_until = 0.0
@@ -130,7 +100,3 @@ class LeaderLock:
         else:
             self._valid_until = 0.0
             log.warning("lost the leader lock %s to another beat: stopped enqueueing", self.key)
-
-    @property
-    def _ttl_ms(self) -> int:
-        return max(1, round(self.ttl * 1000))

@@ -8,7 +8,8 @@ consumers need Redis anyway (per-target limits, state), whatever the check broke
 Nothing is lost when a consumer dies: a batch moves atomically to that consumer's
 in-flight list and is removed only once recorded. A consumer that stops renewing its
 lease (killed, hung) has its in-flight batch put back at the head of the queue, in order,
-by any live consumer.
+by any live consumer; at once when the dead one was a process of the same machine (a
+consumer named by `shared.lease.ProcessName`), else once its lease has expired.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import redis
 
 from shared.batch_list import BatchList
+from shared.lease import dead_holder
 from shared.messages import CheckResult
 
 DEFAULT_PREFIX = "smtp-checks:"
@@ -72,7 +74,15 @@ class ResultQueue:
         self.reclaim_from(consumer)
 
     def reclaim(self) -> int:
-        """Put the batches of consumers whose lease expired back at the head; how many."""
+        """Put the batches of consumers whose lease expired, or who died on this machine,
+        back at the head; how many."""
+        members = [
+            member.decode() if isinstance(member, bytes) else str(member)
+            for member in self._client.smembers(self._consumers)
+        ]
+        dead = [member for member in members if dead_holder(member)]
+        if dead:
+            self._client.delete(*(self._lease(name) for name in dead))
         return int(self._reclaim(keys=[self.key, self._consumers], args=[self._consumer_prefix]))
 
     def reclaim_from(self, consumer: str) -> int:

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import socket
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 
@@ -23,6 +20,7 @@ from pydantic import ValidationError
 
 from shared.celery_app import check_queue
 from shared.config import Config
+from shared.lease import ProcessName
 from shared.messages import CheckResult
 from shared.outstanding import Ledger, OutstandingRun
 from shared.plugin_output import OutputOptions
@@ -146,21 +144,23 @@ class ResultConsumer:
     def __init__(self, queue: ResultQueue, processor: ResultProcessor) -> None:
         self.queue = queue
         self.processor = processor
-        self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.name = str(ProcessName.mine())
         self.should_stop = False
 
     def run(self) -> None:
-        last_sweep = 0.0
+        last_sweep = 0.0  # a sweep (and a reclaim) before the first batch
         failures = 0
         while not self.should_stop:
             try:
-                taken = self._step()
-                if time.monotonic() - last_sweep >= _SWEEP_EVERY:
-                    last_sweep = time.monotonic()
-                    self.processor.sweep()
+                sweeping = time.monotonic() - last_sweep >= _SWEEP_EVERY
+                if sweeping:
                     returned = self.queue.reclaim()
                     if returned:
                         log.warning("took back %d results from a consumer that died", returned)
+                taken = self._step()
+                if sweeping:
+                    last_sweep = time.monotonic()
+                    self.processor.sweep()
                 failures = 0
             except redis.RedisError as error:
                 failures += 1

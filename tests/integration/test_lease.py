@@ -1,0 +1,97 @@
+"""Leases on a real Redis (database 11): one holder at a time, taken over at once from a
+dead process of this machine, never from a live one or from another machine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from shared.lease import Lease, ProcessName, this_machine
+from shared.result_queue import ResultQueue
+from tests.redis_fixtures import flushed_redis_db
+
+KEY = "smtp-checks:test:lease"
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    yield from flushed_redis_db(11)
+
+
+@pytest.fixture
+def client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url)
+
+
+def holding_process(url: str, code: str) -> subprocess.Popen[bytes]:
+    """Another process that runs `code` (with `client` and `Lease` at hand), says `held`,
+    then waits to be killed."""
+    script = textwrap.dedent(
+        f"""
+        import sys, time, redis
+        from shared.lease import Lease
+        from shared.result_queue import ResultQueue
+        client = redis.Redis.from_url({url!r})
+        {code}
+        print("held", flush=True)
+        time.sleep(60)
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert process.stdout is not None and process.stdout.readline() == b"held\n"
+    return process
+
+
+def test_only_the_holder_renews_or_releases(client: redis.Redis) -> None:
+    mine, other = Lease(client, KEY), Lease(client, KEY)
+    assert mine.hold(10) and not other.hold(10)
+    assert not other.renew(10) and not other.release()
+    assert mine.renew(10) and mine.release()
+    assert other.hold(10)
+
+
+def test_a_dead_holder_of_this_machine_is_replaced_at_once(url: str, client: redis.Redis) -> None:
+    process = holding_process(url, f"assert Lease(client, {KEY!r}).hold(60)")
+    assert not Lease(client, KEY).hold(60)  # alive: it keeps its lease
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert client.pttl(KEY) > 50_000  # its lease has most of its time to run...
+    successor = Lease(client, KEY)
+    assert successor.hold(60)  # ...and is taken over all the same
+    assert client.get(KEY) == successor.holder.encode()
+
+
+def test_a_holder_of_another_machine_is_waited_for(client: redis.Redis) -> None:
+    elsewhere = ProcessName("other-host~4026531836~abcd", os.getpid() + 1_000_000, "t")
+    assert Lease(client, KEY, elsewhere).hold(60)
+    assert not Lease(client, KEY).hold(60)
+    assert this_machine() != elsewhere.machine
+
+
+def test_our_own_pid_under_a_token_we_never_made_is_a_predecessor(client: redis.Redis) -> None:
+    # A container restarted: the new process has the dead one's pid (1, typically).
+    predecessor = ProcessName(this_machine(), os.getpid(), "not-made-here")
+    assert Lease(client, KEY, predecessor).hold(60)
+    assert Lease(client, KEY).hold(60)
+
+
+def test_a_dead_consumers_results_are_taken_back_at_once(url: str, client: redis.Redis) -> None:
+    queue = ResultQueue(client)
+    client.rpush(queue.key, b"r0", b"r1", b"r2")
+    process = holding_process(
+        url,
+        "from shared.lease import ProcessName\n"
+        "        ResultQueue(client).take(str(ProcessName.mine()), 2, lease=60)",
+    )
+    assert queue.reclaim() == 0  # alive
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert queue.reclaim() == 2  # at once, not after its 60 s lease
+    assert queue.take("next", 10, lease=30) == [b"r0", b"r1", b"r2"]
