@@ -8,6 +8,7 @@ import re
 from collections.abc import Hashable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple, TypeVar
 
@@ -45,6 +46,7 @@ __all__ = [
     "ConfigError",
     "ConfigProblem",
     "Defaults",
+    "EngineReader",
     "Host",
     "LoginCheck",
     "MessageCheck",
@@ -321,9 +323,18 @@ class Host(_Model):
     checks: Checks
 
 
+class EngineReader(StrEnum):
+    """The engine that reads what a forwarder sends; it decides how backslashes are written
+    (workers/forwarders/engine_text.py). `centreon` is right for every Centreon version."""
+
+    CENTREON = "centreon"
+    NAGIOS = "nagios"
+
+
 class CommandFileForwarder(_Model):
     type: Literal["command_file"]
     path: str = Field(min_length=1)
+    engine: EngineReader = EngineReader.CENTREON
 
 
 def _http_url(value: str) -> str:
@@ -336,11 +347,25 @@ HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class ApiV2Forwarder(_Model):
+    """Logs in with `username` and `password`, or sends a long-lived API `token` (Centreon
+    24.04+) and never logs in: one or the other."""
+
     type: Literal["api_v2"]
     url: HttpUrl
-    username: str = Field(min_length=1)
-    password: SecretRefField
+    username: str | None = Field(default=None, min_length=1)
+    password: SecretRefField | None = None
+    token: SecretRefField | None = None
     verify_tls: bool = True
+    engine: EngineReader = EngineReader.CENTREON
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> ApiV2Forwarder:
+        login = self.username is not None or self.password is not None
+        if self.token is not None and login:
+            raise ValueError("give either token or username and password, not both")
+        if self.token is None and (self.username is None or self.password is None):
+            raise ValueError("needs username and password (or token: an API token reference)")
+        return self
 
 
 class ApiV1Forwarder(_Model):
@@ -348,6 +373,7 @@ class ApiV1Forwarder(_Model):
     url: HttpUrl
     username: str = Field(min_length=1)
     password: SecretRefField
+    engine: EngineReader = EngineReader.CENTREON
 
 
 Forwarder = Annotated[

@@ -847,6 +847,7 @@ RawScenario = Literal[
     "invalid_utf8_banner",
     "injection_banner",
     "injection_refusal",
+    "escape_refusal",
     "garbage",
 ]
 RAW_SCENARIOS: tuple[RawScenario, ...] = get_args(RawScenario)
@@ -867,6 +868,8 @@ INJECTION_REFUSAL = (
     f"554-{INJECTION_PAYLOAD}\r\n"
     f"554 \x1b[31m; |injected=1;2;3\r\n"
 ).encode()
+# Backslash escapes a monitoring engine would unescape: the text must be shown as sent.
+ESCAPE_REFUSAL_TEXT = r"554 evil\nFAKE LONG OUTPUT C:\dir\\share \t"
 _DRIP_PATTERN = f"220-{_RAW_HOST} slow banner\r\n".encode()
 
 
@@ -999,6 +1002,8 @@ class RawServer(_LoopbackServer):
       on its own line plus ``|`` and ``;``, then a normal session.
     * ``injection_refusal`` -- the same payload in a multi-line 554 banner (a refusal, so
       the text reaches the output), then only QUIT.
+    * ``escape_refusal`` -- a 554 banner of :data:`ESCAPE_REFUSAL_TEXT`: backslash
+      escapes an engine would unescape (``\\n`` would start a long output), then only QUIT.
     * ``garbage`` -- ``HELLO WORLD`` on connect and in reply to every line.
 
     The "normal session" accepts any AUTH PLAIN/LOGIN credentials. Writers stop when
@@ -1165,10 +1170,20 @@ class RawServer(_LoopbackServer):
     ) -> None:
         await _smtp_dialogue(reader, writer, INJECTION_BANNER)
 
+    async def _scenario_escape_refusal(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await self._refuse(reader, writer, ESCAPE_REFUSAL_TEXT.encode() + b"\r\n")
+
     async def _scenario_injection_refusal(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        await _write(writer, INJECTION_REFUSAL)
+        await self._refuse(reader, writer, INJECTION_REFUSAL)
+
+    async def _refuse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, banner: bytes
+    ) -> None:
+        await _write(writer, banner)
         while line := await reader.readline():
             if line.upper().startswith(b"QUIT"):
                 await _write(writer, b"221 bye\r\n")

@@ -38,7 +38,7 @@ def build_forwarders(config: Config) -> list[Forwarder]:
         if isinstance(spec, models.CommandFileForwarder):
             from workers.forwarders.command_file import CommandFileForwarder  # noqa: PLC0415
 
-            forwarders.append(CommandFileForwarder(spec.path))
+            forwarders.append(CommandFileForwarder(spec.path, reader=spec.engine))
         elif isinstance(spec, models.ApiV2Forwarder):
             from workers.forwarders.api_v2 import ApiV2Forwarder  # noqa: PLC0415
 

@@ -2,22 +2,33 @@
 
 Passive results wait here until their forwarder has delivered them, so Centreon being down
 delays results and never drops the latest state. Delivery takes a batch into an in-flight
-list and removes it only once delivered: a failure (or a crash) leaves the batch to be
-taken again, first, in the same order.
+list; each result the forwarder settles (delivered, or dropped for good) is marked done in
+that list at once, and the list goes when the whole batch is done. A failure, or a crash,
+leaves the batch to be taken again, first, in the same order, without the results already
+settled: a result Centreon took is never sent again because a later one failed.
 
 The outbox is bounded. Past `max_length`, refreshes (an unchanged state sent again for
 freshness) are dropped first, oldest first; state changes are never dropped. Drops are
 counted.
+
+One consumer at a time delivers an outbox: whoever holds its lease (shared/lease.py).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import redis
 
 from shared.batch_list import BatchList
+from shared.lease import Lease
 from workers.forwarders.base import PassiveResult
+
+# What a settled result leaves in the in-flight list: positions never shift, so a batch
+# taken again after a crash is the same batch without the results already done.
+_SETTLED = ""
 
 # KEYS: queue, stats. ARGV: max length. Drop the oldest refreshes while over the bound.
 _TRIM = """
@@ -36,14 +47,16 @@ if dropped > 0 then redis.call('HINCRBY', KEYS[2], 'dropped_refreshes', dropped)
 return dropped
 """
 
-# KEYS: lock. ARGV: token, ttl ms. Take the lock, or extend it if this token holds it.
-_HOLD = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return 0
-"""
+
+@dataclass(frozen=True)
+class Batch:
+    """Results to deliver, each with its place in the in-flight list (`slots`)."""
+
+    results: list[PassiveResult]
+    slots: list[int]
+
+    def __bool__(self) -> bool:
+        return bool(self.results)
 
 
 class Outbox:
@@ -54,20 +67,33 @@ class Outbox:
         self.key = base
         self._inflight = f"{base}:inflight"
         self._stats = f"{base}:stats"
-        self._lock = f"{base}:lock"
         self._client = client
         self.max_length = max_length
+        self.lease = Lease(client, f"{base}:lock")
         self._list = BatchList(client, base)
         self._trim = client.register_script(_TRIM)
-        self._hold = client.register_script(_HOLD)
 
-    def take(self, size: int) -> list[PassiveResult]:
-        """The next batch to deliver: the unfinished one if any, else the oldest `size`."""
+    def take(self, size: int) -> Batch:
+        """The next batch to deliver: what is left of the unfinished one if any, else the
+        oldest `size`."""
         raw = self._list.take(self._inflight, size)
-        return [PassiveResult.from_json(json.loads(item)) for item in raw]
+        pairs = [(slot, item) for slot, item in enumerate(raw) if item != _SETTLED.encode()]
+        return Batch(
+            [PassiveResult.from_json(json.loads(item)) for _, item in pairs],
+            [slot for slot, _ in pairs],
+        )
+
+    def settle(self, slots: Sequence[int]) -> None:
+        """The results at these in-flight `slots` are done: never deliver them again."""
+        if not slots:
+            return
+        pipe = self._client.pipeline(transaction=False)
+        for slot in slots:
+            pipe.lset(self._inflight, slot, _SETTLED)
+        pipe.execute()
 
     def delivered(self) -> None:
-        """The batch last taken reached Centreon."""
+        """Every result of the batch last taken is done."""
         self._list.done(self._inflight)
 
     def trim(self) -> int:
@@ -80,8 +106,3 @@ class Outbox:
     def stats(self) -> dict[str, int]:
         stats = self._client.hgetall(self._stats)
         return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in stats.items()}
-
-    def hold_delivery(self, token: str, ttl: float) -> bool:
-        """Whether the deliverer named `token` may deliver now: one per outbox, however many
-        consumers run. Call it before each batch; the turn lasts `ttl` seconds."""
-        return bool(self._hold(keys=[self._lock], args=[token, int(ttl * 1000)]))

@@ -45,7 +45,7 @@ import pytest
 import redis
 import yaml
 
-from shared.config import load_config
+from shared.config import EngineReader, load_config
 from shared.messages import CheckResult
 from shared.outstanding import OutstandingRun
 from tests.nagios import NAGIOS, Nagios, prepare, require_nagios
@@ -317,6 +317,7 @@ class Pipeline:
         spool: bool = False,
         redis_password: str | None = None,
         redis_tls: bool = False,
+        forwarders: list[dict[str, Any]] | None = None,
     ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -350,11 +351,15 @@ class Pipeline:
         self.site_of = {(c.host, c.service): c.site for c in self.config.scheduled_checks()}
         self.nagios = NagiosEngine(self.services)
         self._closers.append(self.nagios.close)
-        forwarders = [{"type": "command_file", "path": str(self.nagios.command_file)}]
+        # Nagios unescapes in one pass: server text is then shown exactly as sent.
+        written = [{"type": "command_file", "path": str(self.nagios.command_file)}]
         if self.spool is not None:
             self.spool.touch()
-            forwarders.append({"type": "command_file", "path": str(self.spool)})
-        settings["centreon"]["forwarders"] = forwarders
+            written.append({"type": "command_file", "path": str(self.spool)})
+        settings["centreon"]["forwarders"] = [
+            *({**forwarder, "engine": "nagios"} for forwarder in written),
+            *(forwarders or []),
+        ]
         self.config_path.write_text(yaml.safe_dump(settings, sort_keys=False))
         self.config = load_config(self.config_path)
         self.env = {
@@ -637,5 +642,5 @@ def _resp_commands(data: bytes) -> list[list[bytes]]:
 def nagios_line(result: PassiveResult) -> str:
     """The arguments of the command our forwarder writes for `result`, as Nagios logs them
     (without trailing blanks)."""
-    line = command_line(result).decode().rstrip()
+    line = command_line(result, EngineReader.NAGIOS).decode().rstrip()
     return line.split("PROCESS_SERVICE_CHECK_RESULT;", 1)[1]

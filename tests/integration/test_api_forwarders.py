@@ -19,7 +19,7 @@ from shared.config import SecretRef
 from tests.centreon_api_fake import V2_PREFIX, CentreonApiFake, SubmittedV1, SubmittedV2
 from workers.forwarders.api_v1 import ApiV1Forwarder
 from workers.forwarders.api_v2 import ApiV2Forwarder
-from workers.forwarders.base import Forwarder, ForwardError, PassiveResult
+from workers.forwarders.base import CentreonRightsError, Forwarder, ForwardError, PassiveResult
 from workers.secrets import SecretNotFound
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -142,17 +142,25 @@ def test_v2_batched_submit_body_is_exactly_as_documented(
     assert [s.service_id for s in fake.submits_v2] == [201, 101, 102]
 
 
-def test_v2_resolves_names_once_per_service(fake: CentreonApiFake, v2: ApiV2Forwarder) -> None:
+def test_v2_resolves_names_once_per_service_many_in_one_request(
+    fake: CentreonApiFake, v2: ApiV2Forwarder
+) -> None:
     for _ in range(3):
         v2.deliver([result("mx1", "SMTP-Login"), result("mx1", "SMTP-Message")])
+    v2.deliver([result("mx2", "SMTP-Login")])
     lookups = fake.calls("GET", "/monitoring/services")
-    assert len(lookups) == 2
     searches = [json.loads(lookup.query["search"]) for lookup in lookups]
     assert searches == [
-        {"$and": [{"host.name": {"$eq": "mx1"}}, {"service.description": {"$eq": "SMTP-Login"}}]},
-        {"$and": [{"host.name": {"$eq": "mx1"}}, {"service.description": {"$eq": "SMTP-Message"}}]},
+        {
+            "$and": [
+                {"host.name": {"$eq": "mx1"}},
+                {"service.description": {"$in": ["SMTP-Login", "SMTP-Message"]}},
+            ]
+        },
+        {"$and": [{"host.name": {"$eq": "mx2"}}, {"service.description": {"$eq": "SMTP-Login"}}]},
     ]
     assert v2.lookups == 2
+    assert [s.service_id for s in fake.submits_v2] == [101, 102] * 3 + [201]
 
 
 def test_v2_logs_in_again_on_401(
@@ -173,15 +181,32 @@ def test_v2_logs_in_again_on_401(
         assert secret not in caplog.text
 
 
-def test_v2_repeated_401_is_a_forward_error(fake: CentreonApiFake, v2: ApiV2Forwarder) -> None:
+def test_v2_refused_after_a_fresh_login_is_a_rights_error_not_a_login_loop(
+    fake: CentreonApiFake, v2: ApiV2Forwarder
+) -> None:
     v2.deliver([result()])
-    fake.reject_tokens(2)
-    with pytest.raises(ForwardError, match="401") as caught:
+    fake.grant(submit=False)  # Centreon: 401, empty body, for a user without the submit right
+    with pytest.raises(CentreonRightsError, match="401") as caught:
         v2.deliver([result()])
+    assert "right to submit results" in str(caught.value)
     assert PASSWORD not in str(caught.value)
     assert len(fake.calls("POST", "/login")) == 2  # one re-login, not a loop
-    v2.deliver([result()])  # the server accepts tokens again
+    with pytest.raises(CentreonRightsError):
+        v2.deliver([result()])  # the retry logs in once and stops there
+    assert len(fake.calls("POST", "/login")) == 3
+    fake.grant(submit=True)  # an administrator grants the right
+    v2.deliver([result()])
     assert len(fake.submits_v2) == 2
+
+
+def test_v2_without_realtime_right_is_a_rights_error(
+    fake: CentreonApiFake, v2: ApiV2Forwarder
+) -> None:
+    fake.grant(realtime=False)
+    with pytest.raises(CentreonRightsError, match="Reach API realtime"):
+        v2.deliver([result()])
+    assert len(fake.calls("POST", "/login")) == 1
+    assert fake.submits_v2 == []
 
 
 def test_v2_unknown_service_is_dropped_and_counted(
@@ -195,7 +220,7 @@ def test_v2_unknown_service_is_dropped_and_counted(
     # Not retried at once: the unknown name is remembered for a while.
     v2.deliver([result("mx9", "SMTP-Login")])
     assert v2.dropped_unknown == 2
-    assert len(fake.calls("GET", "/monitoring/services")) == 3
+    assert len(fake.calls("GET", "/monitoring/services")) == 1  # the three names, once
 
 
 def test_v2_unknown_name_is_looked_up_again_after_the_recheck_delay(
@@ -367,22 +392,38 @@ def test_v1_authenticates_once_and_submits_by_names(
     assert (v1.logins, v1.delivered) == (1, 3)
 
 
-def test_v1_authenticates_again_on_401(fake: CentreonApiFake, v1: ApiV1Forwarder) -> None:
+def test_v1_authenticates_again_when_centreon_deleted_the_token(
+    fake: CentreonApiFake, v1: ApiV1Forwarder
+) -> None:
     v1.deliver([result()])
-    fake.expire_tokens()
+    fake.expire_tokens()  # Centreon answers a token it deleted with 403 "Forbidden"
     v1.deliver([result()])
     assert len(fake.calls("POST", "authenticate")) == 2
-    assert [s.status for s in fake.calls("POST", "submit")] == [200, 401, 200]
+    assert [s.status for s in fake.calls("POST", "submit")] == [200, 403, 200]
     assert len(fake.submits_v1) == 2
 
 
-def test_v1_repeated_401_is_a_forward_error(fake: CentreonApiFake, v1: ApiV1Forwarder) -> None:
+def test_v1_user_without_api_rights_is_a_rights_error_not_a_login_loop(
+    fake: CentreonApiFake, v1: ApiV1Forwarder
+) -> None:
     v1.deliver([result()])
-    fake.reject_tokens(2)
-    with pytest.raises(ForwardError, match="401") as caught:
+    # Centreon 22.10 lets a user without "Reach API Realtime" authenticate, then refuses
+    # every call with 403 "Forbidden".
+    fake.grant(api=False, v1_login_checks_rights=False)
+    with pytest.raises(CentreonRightsError, match="Reach API Realtime") as caught:
         v1.deliver([result()])
     assert PASSWORD not in str(caught.value)
     assert len(fake.calls("POST", "authenticate")) == 2
+
+
+def test_v1_login_refused_for_lack_of_rights_says_so(
+    fake: CentreonApiFake, v1: ApiV1Forwarder
+) -> None:
+    fake.grant(api=False)  # newer Centreon: 403 "Unauthorized" at login
+    with pytest.raises(ForwardError, match="Reach API Realtime") as caught:
+        v1.deliver([result()])
+    assert "403" in str(caught.value) and "Unauthorized" in str(caught.value)
+    assert len(fake.calls("POST", "authenticate")) == 1
 
 
 def test_v1_per_result_codes_206(
@@ -513,3 +554,170 @@ def test_fake_records_v2_submits_as_typed_values(fake: CentreonApiFake, v2: ApiV
     assert fake.submits_v2 == [
         SubmittedV2(12, 101, 0, "OK: Response time 0.005 second(s)", "'time'=0.005s;;;0;")
     ]
+
+
+# --- each result exactly once, as Centreon's code applies them --------------------------------
+
+
+class Settlements:
+    """What a forwarder settled, as an outbox records it."""
+
+    def __init__(self) -> None:
+        self.positions: list[int] = []
+        self.heartbeats = 0
+
+    def __call__(self, positions: Sequence[int]) -> None:
+        if not positions:
+            self.heartbeats += 1
+        assert not set(positions) & set(self.positions), "settled twice"
+        self.positions.extend(positions)
+
+
+def many(count: int) -> list[PassiveResult]:
+    return [result(f"h{n}", "SMTP-Login", n % 4, f"state {n}") for n in range(count)]
+
+
+@pytest.fixture
+def hosts(fake: CentreonApiFake) -> CentreonApiFake:
+    for n in range(10):
+        fake.set_known(f"h{n}", "SMTP-Login", 100 + n, 1000 + n)
+    return fake
+
+
+def applied(fake: CentreonApiFake) -> list[int]:
+    return [s.service_id for s in fake.submits_v2]
+
+
+def test_v2_a_service_recreated_mid_batch_gets_each_result_once(
+    hosts: CentreonApiFake, v2: ApiV2Forwarder
+) -> None:
+    v2.deliver(many(10))  # every id is cached
+    hosts.forget("h4", "SMTP-Login")
+    hosts.set_known("h4", "SMTP-Login", 104, 1404)  # re-created: a new id
+    settled = Settlements()
+    v2.deliver(many(10), settled)
+    # Centreon applied h0..h3, stopped at h4's old id; h4 looked up again, then the rest.
+    assert applied(hosts)[10:] == [1000, 1001, 1002, 1003, 1404, 1005, 1006, 1007, 1008, 1009]
+    assert sorted(settled.positions) == list(range(10))
+    assert [s.status for s in hosts.calls("POST", "/monitoring/resources/submit")][1:] == [
+        404,
+        204,
+    ]
+
+
+def test_v2_a_service_deleted_mid_batch_is_dropped_the_others_applied_once(
+    hosts: CentreonApiFake, v2: ApiV2Forwarder
+) -> None:
+    v2.deliver(many(10))
+    hosts.forget("h6", "SMTP-Login")
+    settled = Settlements()
+    v2.deliver(many(10), settled)
+    assert applied(hosts)[10:] == [1000, 1001, 1002, 1003, 1004, 1005, 1007, 1008, 1009]
+    assert v2.dropped_unknown == 1
+    assert sorted(settled.positions) == list(range(10))
+
+
+def test_v2_a_host_recreated_mid_batch_has_all_its_services_looked_up_again(
+    fake: CentreonApiFake, v2: ApiV2Forwarder
+) -> None:
+    batch = [result("mx2"), result("mx1", "SMTP-Login"), result("mx1", "SMTP-Message")]
+    v2.deliver(batch)
+    fake.forget("mx1", "SMTP-Login")
+    fake.forget("mx1", "SMTP-Message")
+    fake.set_known("mx1", "SMTP-Login", 22, 101)  # the host re-created: new host id
+    fake.set_known("mx1", "SMTP-Message", 22, 102)
+    v2.deliver(batch)
+    assert [(s.host_id, s.service_id) for s in fake.submits_v2[3:]] == [
+        (13, 201),
+        (22, 101),
+        (22, 102),
+    ]
+    statuses = [s.status for s in fake.calls("POST", "/monitoring/resources/submit")]
+    assert statuses == [204, 404, 204]  # one 404 for the host, not one per service
+
+
+def test_v2_schema_error_drops_the_offender_loudly_and_delivers_the_rest_once(
+    hosts: CentreonApiFake, v2: ApiV2Forwarder, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    batch = many(5)
+    batch[2] = result("h2", "SMTP-Login", status=9, output="bad status")
+    settled = Settlements()
+    v2.deliver(batch, settled)
+    assert applied(hosts) == [1000, 1001, 1003, 1004]
+    assert v2.dropped_invalid == 1
+    [submit_500, submit_204] = hosts.calls("POST", "/monitoring/resources/submit")
+    assert (submit_500.status, submit_204.status) == (500, 204)
+    assert "resources[2].status" in caplog.text and "h2/SMTP-Login" in caplog.text
+    assert sorted(settled.positions) == list(range(5))
+
+
+def test_v2_settles_in_request_sized_steps_and_heartbeats_after_every_request(
+    hosts: CentreonApiFake,
+) -> None:
+    with ApiV2Forwarder(hosts.url_v2, "api", PASSWORD, max_batch=4) as forwarder:
+        forwarder.deliver(many(10))  # ids cached: three submit requests from now on
+        hosts.fail_next(1, 503, after=2)  # the third request
+        settled = Settlements()
+        with pytest.raises(ForwardError, match="503"):
+            forwarder.deliver(many(10), settled)
+    assert settled.positions == [0, 1, 2, 3, 4, 5, 6, 7]  # the two requests that went through
+    assert settled.heartbeats == 3  # one per request, the failed one included
+    assert applied(hosts)[10:] == [1000 + n for n in range(8)]
+
+
+def test_v2_lookup_finds_the_exact_name_among_case_insensitive_pages(
+    fake: CentreonApiFake, v2: ApiV2Forwarder
+) -> None:
+    # Centreon's database matches MX1, Mx1, mX1... for mx1; the entry named exactly comes last.
+    variants = [base + " " * spaces for base in ("MX1", "Mx1", "mX1") for spaces in range(400)]
+    for n, name in enumerate(variants):
+        fake.set_known(name, "SMTP-Login", 500 + n, 5000 + n)
+    v2.deliver([result("mx1", "SMTP-Login")])
+    assert applied(fake) == [101]
+    pages = [int(lookup.query["page"]) for lookup in fake.calls("GET", "/monitoring/services")]
+    assert pages[0] == 1 and len(pages) >= 2
+
+
+def test_v2_long_lived_api_token_never_logs_in(fake: CentreonApiFake) -> None:
+    token = fake.add_api_token()
+    with ApiV2Forwarder(fake.url_v2, token=token) as forwarder:
+        forwarder.deliver([result()])
+        forwarder.deliver([result("mx2")])
+        fake.revoke_api_tokens()
+        with pytest.raises(CentreonRightsError, match="API token was refused") as caught:
+            forwarder.deliver([result()])
+    assert token not in str(caught.value)
+    assert fake.calls("POST", "/login") == []
+    assert fake.calls("GET", "/logout") == []
+    assert {
+        s.headers["x-auth-token"] for s in fake.calls("POST", "/monitoring/resources/submit")
+    } == {token}
+    assert applied(fake) == [101, 201]
+
+
+def test_v2_api_token_from_the_config(
+    fake: CentreonApiFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMTP_CHECKS_TEST_CENTREON_TOKEN", fake.add_api_token())
+    model = ApiV2Config(
+        type="api_v2", url=fake.url_v2, token=SecretRef("env", "SMTP_CHECKS_TEST_CENTREON_TOKEN")
+    )
+    with ApiV2Forwarder.from_config(model) as forwarder:
+        forwarder.deliver([result()])
+    assert applied(fake) == [101] and fake.calls("POST", "/login") == []
+
+
+@pytest.mark.parametrize("api", BOTH)
+def test_server_text_is_written_for_the_engine_to_show_it_as_sent(
+    fake: CentreonApiFake, api: Api
+) -> None:
+    text = r"CRITICAL: Unable to connect to SMTP: 554 C:\dir evil\nFAKE"
+    with api.forwarder(api.url_of(fake), "api", PASSWORD) as forwarder:
+        forwarder.deliver([result(status=2, output=text, perfdata="")])
+    [command] = fake.engine_commands
+    # Centreon copies it unchanged into the Engine's command: a backslash before n is shown
+    # with its lookalike (no encoding survives Centreon Engine's passes), the others doubled.
+    assert command.endswith(
+        ";2;CRITICAL: Unable to connect to SMTP: 554 C:\\\\dir evil\u29f5nFAKE|"
+    )

@@ -94,7 +94,7 @@ class Harness:
     def forwarded(self) -> list[PassiveResult]:
         batch = self.outbox.take(10_000)
         self.outbox.delivered()
-        return batch
+        return batch.results
 
 
 @pytest.fixture
@@ -295,10 +295,21 @@ def test_outbox_gives_a_failed_batch_back_first_and_in_order(client: redis.Redis
     outbox = Outbox(client, "t", max_length=100)
     fill(client, outbox, [passive(n) for n in range(5)])
     first = outbox.take(3)
-    assert [p.host for p in first] == ["h0", "h1", "h2"]
+    assert [p.host for p in first.results] == ["h0", "h1", "h2"]
     assert outbox.take(3) == first  # not delivered: the same batch again
     outbox.delivered()
-    assert [p.host for p in outbox.take(10)] == ["h3", "h4"]
+    assert [p.host for p in outbox.take(10).results] == ["h3", "h4"]
+
+
+def test_a_batch_taken_again_leaves_out_what_was_settled(client: redis.Redis) -> None:
+    outbox = Outbox(client, "t", max_length=100)
+    fill(client, outbox, [passive(n) for n in range(5)])
+    first = outbox.take(5)
+    outbox.settle([first.slots[0], first.slots[1], first.slots[3]])
+    again = outbox.take(5)  # a crash, or a failure: the rest of the batch, in order
+    assert [p.host for p in again.results] == ["h2", "h4"]
+    outbox.settle(again.slots)
+    assert outbox.take(5).results == []
 
 
 def test_a_full_outbox_drops_refreshes_first_and_keeps_every_change(client: redis.Redis) -> None:
@@ -313,7 +324,7 @@ def test_a_full_outbox_drops_refreshes_first_and_keeps_every_change(client: redi
     ]
     fill(client, outbox, items)
     assert outbox.trim() == 2
-    assert [p.host for p in outbox.take(10)] == ["h0", "h2", "h4", "h5"]
+    assert [p.host for p in outbox.take(10).results] == ["h0", "h2", "h4", "h5"]
     assert outbox.stats() == {"dropped_refreshes": 2}
     outbox.delivered()
     fill(client, outbox, [passive(n) for n in range(6)])  # only changes: the bound gives way
@@ -321,9 +332,10 @@ def test_a_full_outbox_drops_refreshes_first_and_keeps_every_change(client: redi
 
 
 def test_one_deliverer_per_outbox(client: redis.Redis) -> None:
-    outbox = Outbox(client, "t", max_length=10)
-    assert outbox.hold_delivery("a", 5) and outbox.hold_delivery("a", 5)
-    assert not outbox.hold_delivery("b", 5)
+    first, second = Outbox(client, "t", max_length=10), Outbox(client, "t", max_length=10)
+    assert first.lease.hold(5) and first.lease.hold(5)
+    assert not second.lease.hold(5)
+    assert first.lease.release() and second.lease.hold(5)
 
 
 # -- the command file -------------------------------------------------------------------------

@@ -542,3 +542,33 @@ def test_visibility_timeout_must_outlast_the_longest_check_twice(tmp_path: Path)
             "would be delivered again",
         )
     ]
+
+
+def test_api_v2_takes_a_login_or_a_token_never_both_nor_neither(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        sites: {paris: {}}
+        hosts: []
+        centreon:
+          forwarders:
+            - {type: api_v2, url: 'https://c', token: env:CENTREON_TOKEN}
+            - {type: api_v2, url: 'https://c', token: env:T, username: u, password: env:P}
+            - {type: api_v2, url: 'https://c'}
+            - {type: api_v2, url: 'https://c', username: u}
+            - {type: api_v2, url: 'https://c', token: 'a-token-in-clear'}
+            - {type: command_file, path: /x, engine: icinga}
+        """,
+    )
+    found = locations(path)
+    assert set(found) == {
+        "centreon.forwarders[1]",
+        "centreon.forwarders[2]",
+        "centreon.forwarders[3]",
+        "centreon.forwarders[4].token",
+        "centreon.forwarders[5].engine",
+    }
+    assert "not both" in found["centreon.forwarders[1]"]
+    assert "needs username and password (or token" in found["centreon.forwarders[2]"]
+    assert "a-token-in-clear" not in "\n".join(found.values())
+    assert "'centreon' or 'nagios'" in found["centreon.forwarders[5].engine"]

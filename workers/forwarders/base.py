@@ -1,11 +1,25 @@
-"""What every forwarder delivers, and the one way it may fail."""
+"""What every forwarder delivers, how it reports progress, and the ways it may fail."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
 Kind = Literal["change", "refresh"]
+
+# One perfdata item: a label (quoted, `'` doubled inside, or bare) and what follows `=`.
+_PERFDATA_ITEM = re.compile(r"(?:'(?:[^']|'')*'|[^\s=']+)=\S*")
+
+Settled = Callable[[Sequence[int]], None]
+"""Called by a forwarder with the positions (in the batch it was given) of results that are
+done: delivered, or dropped for good. The outbox forgets them at once, so that a failure or
+a crash later in the batch never sends them again."""
+
+
+def ignore_settled(positions: Sequence[int]) -> None:
+    """For callers that keep no outbox (tests, one-off deliveries)."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +42,12 @@ class PassiveResult:
         same bytes `smtp-checks check` prints."""
         return f"{self.output} | {self.perfdata}" if self.perfdata else self.output
 
+    @property
+    def perfdata_items(self) -> list[str]:
+        """The perfdata, item by item (`'time'=0.005s;;;;`), for cutting a line at a whole
+        item."""
+        return _PERFDATA_ITEM.findall(self.perfdata)
+
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -38,17 +58,28 @@ class PassiveResult:
 
 class ForwardError(Exception):
     """Delivery failed in a way worth retrying later (Centreon down, reader gone, 5xx,
-    timeout). The batch stays in the outbox, in order."""
+    timeout). What was not settled stays in the outbox, in order."""
+
+
+class CentreonRightsError(ForwardError):
+    """Centreon knows who we are but refuses what we ask: logging in again cannot help, an
+    administrator must grant a right. Retried with backoff (the right may be granted)."""
 
 
 class Forwarder(Protocol):
     name: str
 
-    def deliver(self, batch: list[PassiveResult]) -> None:
-        """Deliver every result of `batch`, in order, or raise ForwardError.
+    def deliver(self, batch: list[PassiveResult], settled: Settled = ignore_settled) -> None:
+        """Deliver every result of `batch`, in order, calling `settled` as results are done,
+        or raise ForwardError for the ones not settled yet.
 
-        A result Centreon refuses for good (unknown host or service) is logged and counted,
-        not retried: retrying would block every later result behind it."""
+        A result Centreon refuses for good (unknown host or service, invalid) is logged,
+        counted and settled, not retried: retrying would block every later result behind it."""
+        ...
+
+    def counters(self) -> dict[str, int]:
+        """What it did since it started (delivered, dropped_unknown, ...), for logs and
+        metrics."""
         ...
 
     def close(self) -> None: ...

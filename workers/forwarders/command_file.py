@@ -15,25 +15,42 @@ import os
 import select
 import stat
 
-from workers.forwarders.base import ForwardError, PassiveResult
+from workers.forwarders.base import ForwardError, PassiveResult, Settled, ignore_settled
+from workers.forwarders.engine_text import Reader, for_engine
 
 log = logging.getLogger("smtp_checks.forwarder.command_file")
 
-PIPE_BUF = 4096  # writes up to this size to a FIFO are atomic (POSIX; Linux: 4096)
+# Why 4096 when the Engine would read lines of up to 8190 bytes (an fgets into an 8192-byte
+# buffer): a write to a FIFO is atomic only up to PIPE_BUF (4096 on Linux), and Centreon's own
+# daemons (centcore, Gorgone) write to the same FIFO. A longer line could be interleaved with
+# theirs, and both commands would be lost.
+PIPE_BUF = 4096
 _WRITE_WAIT = 5.0  # seconds to wait for room in a full pipe before giving up for now
 
 
-def command_line(result: PassiveResult) -> bytes:
+def command_line(result: PassiveResult, reader: Reader = Reader.CENTREON) -> bytes:
     """`[t] PROCESS_SERVICE_CHECK_RESULT;host;service;code;output|perfdata\\n`, one line that
-    fits one atomic write. Names and text come sanitised; this is the last guard."""
+    fits one atomic write, its text written so that `reader` shows it as sent. Names and
+    text come sanitised; this is the last guard. A line too long loses perfdata items from
+    the end, whole, then the end of the output."""
     fields = [_field(result.host), _field(result.service), str(result.status)]
     prefix = f"[{int(result.check_time)}] PROCESS_SERVICE_CHECK_RESULT;{';'.join(fields)};"
-    output = _one_line(result.plugin_output)
-    line = (prefix + output).encode("utf-8")
-    if len(line) + 1 > PIPE_BUF:
-        # Cut the text, not the command; never inside a UTF-8 sequence.
-        line = line[: PIPE_BUF - 1].decode("utf-8", errors="ignore").encode("utf-8")
-    return line + b"\n"
+    output = for_engine(_one_line(result.output), reader).encode()
+    items = [for_engine(_one_line(item), reader).encode() for item in result.perfdata_items]
+    room = PIPE_BUF - len(prefix.encode()) - 1  # the newline
+    while items and len(output) + sum(len(item) + 1 for item in items) + 2 > room:
+        items.pop()
+    text = output + (b" | " + b" ".join(items) if items else b"")
+    return prefix.encode() + _cut(text, room) + b"\n"
+
+
+def _cut(text: bytes, room: int) -> bytes:
+    """At most `room` bytes of `text`, never inside a UTF-8 sequence nor an escape pair."""
+    if len(text) <= room:
+        return text
+    cut = text[:room].decode("utf-8", errors="ignore")
+    trailing = len(cut) - len(cut.rstrip("\\"))
+    return cut[: len(cut) - trailing % 2].encode()
 
 
 def _field(name: str) -> str:
@@ -45,20 +62,27 @@ def _one_line(text: str) -> str:
 
 
 class CommandFileForwarder:
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, reader: Reader = Reader.CENTREON) -> None:
         self.path = path
         self.name = f"command_file:{path}"
+        self.reader = reader
+        self.delivered = 0
         self._fd: int | None = None
 
-    def deliver(self, batch: list[PassiveResult]) -> None:
-        chunks = _chunks([command_line(result) for result in batch])
+    def deliver(self, batch: list[PassiveResult], settled: Settled = ignore_settled) -> None:
+        lines = [command_line(result, self.reader) for result in batch]
         fd = self._open()
         try:
-            for chunk in chunks:
+            for positions, chunk in _chunks(lines):
                 self._write(fd, chunk)
+                self.delivered += len(positions)
+                settled(positions)
         except ForwardError:
             self.close()
             raise
+
+    def counters(self) -> dict[str, int]:
+        return {"delivered": self.delivered}
 
     def close(self) -> None:
         if self._fd is not None:
@@ -98,15 +122,18 @@ class CommandFileForwarder:
             chunk = chunk[written:]
 
 
-def _chunks(lines: list[bytes]) -> list[bytes]:
-    """Whole lines packed into writes of at most PIPE_BUF bytes."""
-    chunks: list[bytes] = []
+def _chunks(lines: list[bytes]) -> list[tuple[list[int], bytes]]:
+    """Whole lines packed into writes of at most PIPE_BUF bytes, each with the positions of
+    its lines."""
+    chunks: list[tuple[list[int], bytes]] = []
+    positions: list[int] = []
     current = b""
-    for line in lines:
+    for position, line in enumerate(lines):
         if current and len(current) + len(line) > PIPE_BUF:
-            chunks.append(current)
-            current = b""
+            chunks.append((positions, current))
+            positions, current = [], b""
+        positions.append(position)
         current += line
     if current:
-        chunks.append(current)
+        chunks.append((positions, current))
     return chunks
