@@ -100,7 +100,7 @@ def main() -> None:
         launched = time.time()
         with log.open("wb") as output:
             beat = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli.main", "beat", "--config", str(config)],
+                [sys.executable, "-m", "smtp_checks.cli.main", "beat", "--config", str(config)],
                 stderr=output,
             )
         try:

@@ -18,11 +18,11 @@ from pathlib import Path
 import redis
 import yaml
 
-from shared.config import load_config
-from shared.messages import CheckRequest, CheckResult, Handling
-from shared.probe_result import ProbeResult
-from shared.result_queue import ResultQueue
-from workers.consumer_command import ConsumerService
+from smtp_checks.cli.consumer import ConsumerService
+from smtp_checks.shared.config import load_config
+from smtp_checks.shared.messages import CheckRequest, CheckResult, Handling
+from smtp_checks.shared.probe.result import ProbeResult
+from smtp_checks.shared.result_queue import ResultQueue
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
 

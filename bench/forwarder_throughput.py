@@ -18,13 +18,13 @@ import time
 
 import redis
 
+from smtp_checks.consumer.delivery import BATCH_SIZE, Backoff, Delivery
+from smtp_checks.consumer.forwarders.api_v1 import ApiV1Forwarder
+from smtp_checks.consumer.forwarders.api_v2 import ApiV2Forwarder
+from smtp_checks.consumer.forwarders.base import PassiveResult
+from smtp_checks.consumer.forwarders.http_forwarder import MAX_BATCH, HttpForwarder
+from smtp_checks.consumer.outbox import Outbox
 from tests.centreon_api_fake import CentreonApiFake
-from workers.delivery import BATCH_SIZE, Backoff, Delivery
-from workers.forwarders.api_v1 import ApiV1Forwarder
-from workers.forwarders.api_v2 import ApiV2Forwarder
-from workers.forwarders.base import PassiveResult
-from workers.forwarders.http_forwarder import MAX_BATCH, HttpForwarder
-from workers.outbox import Outbox
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
 PASSWORD = "bench-Secret1"

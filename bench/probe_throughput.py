@@ -12,8 +12,8 @@ import asyncio
 import time
 
 from bench.servers import server_process
-from shared.probe import run_probe
-from shared.probe_spec import ProbeSpec, TlsMode, TlsSettings
+from smtp_checks.shared.probe.session import run_probe
+from smtp_checks.shared.probe.spec import ProbeSpec, TlsMode, TlsSettings
 
 
 async def _run(spec: ProbeSpec, checks: int, in_flight: int) -> tuple[float, float, int]:

@@ -211,7 +211,7 @@ def smtp_checks_argv() -> list[str]:
     script = Path(sys.executable).parent / "smtp-checks"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "shared.cli.main"]
+    return [sys.executable, "-m", "smtp_checks.cli.main"]
 
 
 # --------------------------------------------------------------------------- observers

@@ -32,10 +32,10 @@ from typing import Any
 
 import redis
 
-from shared.messages import CheckRequest
-from shared.probe import run_probe
-from shared.probe_spec import ProbeSpec, TlsMode, TlsSettings
-from shared.result_queue import DEFAULT_PREFIX
+from smtp_checks.shared.messages import CheckRequest
+from smtp_checks.shared.probe.session import run_probe
+from smtp_checks.shared.probe.spec import ProbeSpec, TlsMode, TlsSettings
+from smtp_checks.shared.result_queue import DEFAULT_PREFIX
 from tests.worker_harness import Deployment, publish
 
 REDIS_BASE = "redis://127.0.0.1:6379"
@@ -144,7 +144,7 @@ def worker_process(
     with log.open("wb") as output:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "shared.cli.main", "worker", "--config", str(config),
+                sys.executable, "-m", "smtp_checks.cli.main", "worker", "--config", str(config),
                 "--site", SITE, "--concurrency", str(concurrency), "--loglevel", loglevel,
                 "--hostname", f"bench-c{concurrency}@bench",
             ],

@@ -24,13 +24,13 @@ import time
 import redis
 from celery import Celery
 
-from scheduler.publisher import publish_runs
-from shared.adhoc_replies import AdhocReplies
-from shared.celery_app import make_app
-from shared.config import Config, ScheduledCheck
-from shared.messages import CheckRequest, CheckResult
-from shared.outstanding import Ledger
-from shared.probe_spec import Mode
+from smtp_checks.scheduler.publisher import publish_runs
+from smtp_checks.shared.adhoc_replies import AdhocReplies
+from smtp_checks.shared.celery_app import make_app
+from smtp_checks.shared.config import Config, ScheduledCheck
+from smtp_checks.shared.messages import CheckRequest, CheckResult
+from smtp_checks.shared.outstanding import Ledger
+from smtp_checks.shared.probe.spec import Mode
 
 
 class AdhocError(Exception):

@@ -31,13 +31,13 @@ from pathlib import Path
 import redis
 from celery import Celery
 
-from scheduler.leader import LeaderLock
-from scheduler.publisher import RunPublisher
-from scheduler.schedule import Cadence, Slot
-from shared.celery_app import make_app
-from shared.config import Config, ConfigError, ScheduledCheck, load_config
-from shared.messages import CheckRequest
-from shared.outstanding import DEFAULT_PREFIX, Ledger
+from smtp_checks.scheduler.leader import LeaderLock
+from smtp_checks.scheduler.publisher import RunPublisher
+from smtp_checks.scheduler.schedule import Cadence, Slot
+from smtp_checks.shared.celery_app import make_app
+from smtp_checks.shared.config import Config, ConfigError, ScheduledCheck, load_config
+from smtp_checks.shared.messages import CheckRequest
+from smtp_checks.shared.outstanding import DEFAULT_PREFIX, Ledger
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import redis
 
-from shared.lease import Lease
+from smtp_checks.shared.lease import Lease
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 import redis
 from celery import Celery
 
-from shared.celery_app import CHECK_TASK, check_queue
-from shared.messages import CheckRequest
-from shared.outstanding import DEFAULT_PREFIX, Ledger
+from smtp_checks.shared.celery_app import CHECK_TASK, check_queue
+from smtp_checks.shared.messages import CheckRequest
+from smtp_checks.shared.outstanding import DEFAULT_PREFIX, Ledger
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import time
 
 import redis
 
-from shared.messages import CheckResult
+from smtp_checks.shared.messages import CheckResult
 
 DEFAULT_PREFIX = "smtp-checks:adhoc:"
 _POP_SECONDS = 2.0

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from celery import Celery
 from kombu import Exchange, Queue
 
-from shared.redis_transport import REDIS_SCHEMES
-from shared.redis_transport import TRANSPORT as REDIS_TRANSPORT
+from smtp_checks.shared.redis_transport import REDIS_SCHEMES
+from smtp_checks.shared.redis_transport import TRANSPORT as REDIS_TRANSPORT
 
 CHECK_TASK = "smtp_checks.run_check"
 DEAD_LETTER_QUEUE = "dead_letters"

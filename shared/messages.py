@@ -15,12 +15,19 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.config import ScheduledCheck, SecretRef
-from shared.failures import FailureKind, ProbeFailure
-from shared.phases import Phase
-from shared.probe_result import ProbeResult, TlsInfo
-from shared.probe_spec import Credentials, MessageSpec, Mode, ProbeSpec, TlsMode, TlsSettings
-from shared.sanitize import sanitize
+from smtp_checks.shared.config import ScheduledCheck, SecretRef
+from smtp_checks.shared.probe.failures import FailureKind, ProbeFailure
+from smtp_checks.shared.probe.phases import Phase
+from smtp_checks.shared.probe.result import ProbeResult, TlsInfo
+from smtp_checks.shared.probe.spec import (
+    Credentials,
+    MessageSpec,
+    Mode,
+    ProbeSpec,
+    TlsMode,
+    TlsSettings,
+)
+from smtp_checks.shared.sanitize import sanitize
 
 SCHEMA_VERSION: Literal[1] = 1
 

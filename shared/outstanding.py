@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import redis
 
-from shared.messages import CheckRequest
+from smtp_checks.shared.messages import CheckRequest
 
 DEFAULT_PREFIX = "smtp-checks:"
 DEFAULT_GRACE = 30.0  # seconds after the stale time before a missing result is an orphan

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import redis
 
-from shared.batch_list import BatchList
-from shared.lease import dead_holder
-from shared.messages import CheckResult
+from smtp_checks.shared.batch_list import BatchList
+from smtp_checks.shared.lease import dead_holder
+from smtp_checks.shared.messages import CheckResult
 
 DEFAULT_PREFIX = "smtp-checks:"
 

@@ -25,10 +25,16 @@ import yaml
 from celery import Celery
 from kombu import Connection
 
-from shared.celery_app import CHECK_TASK, DEAD_LETTER_QUEUE, check_queue, declare_queue, make_app
-from shared.config import Config, ScheduledCheck, load_config
-from shared.messages import CheckRequest, CheckResult
-from shared.result_queue import ResultQueue
+from smtp_checks.shared.celery_app import (
+    CHECK_TASK,
+    DEAD_LETTER_QUEUE,
+    check_queue,
+    declare_queue,
+    make_app,
+)
+from smtp_checks.shared.config import Config, ScheduledCheck, load_config
+from smtp_checks.shared.messages import CheckRequest, CheckResult
+from smtp_checks.shared.result_queue import ResultQueue
 
 RABBITMQ_URL = os.environ.get("SMTP_CHECKS_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
 
@@ -81,7 +87,7 @@ class Deployment:
         with log.open("wb") as output:
             process = subprocess.Popen(
                 [
-                    sys.executable, "-m", "shared.cli.main", "worker", "--config", str(self.path),
+                    sys.executable, "-m", "smtp_checks.cli.main", "worker", "--config", str(self.path),
                     "--site", site, "--concurrency", str(concurrency), "--hostname",
                     f"{name}@test", "--loglevel", "INFO",
                 ],

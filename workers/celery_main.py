@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-from shared.config import load_config
-from workers.worker_app import celery_worker_app
+from smtp_checks.shared.config import load_config
+from smtp_checks.workers.worker_app import celery_worker_app
 
 app = celery_worker_app(
     load_config(os.environ["SMTP_CHECKS_CONFIG"]), os.environ["SMTP_CHECKS_SITE"]

@@ -33,13 +33,13 @@ from celery import Celery
 from kombu import Connection, Consumer, Message
 from kombu.exceptions import OperationalError
 
-from shared.celery_app import check_queue, declare_queue
-from shared.messages import CheckResult
-from workers.check_runner import CheckRunner, DeadLetter, task_payload
-from workers.check_task import publish_dead_letter
-from workers.event_loop import LoopThread
-from workers.rate_limit import RateLimit
-from workers.result_publisher import ResultPublisher
+from smtp_checks.shared.celery_app import check_queue, declare_queue
+from smtp_checks.shared.messages import CheckResult
+from smtp_checks.workers.check_runner import CheckRunner, DeadLetter, task_payload
+from smtp_checks.workers.check_task import publish_dead_letter
+from smtp_checks.workers.event_loop import LoopThread
+from smtp_checks.workers.rate_limit import RateLimit
+from smtp_checks.workers.result_publisher import ResultPublisher
 
 log = logging.getLogger("smtp_checks.worker")
 

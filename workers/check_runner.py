@@ -16,12 +16,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.celery_app import CHECK_TASK
-from shared.messages import CheckRequest, CheckResult, Handling, Outcome
-from shared.probe import run_probe
-from workers.result_publisher import ResultPublisher
-from workers.secrets import SecretNotFound, resolve_secret
-from workers.target_limits import LimiterUnavailable, PermitTimeout, TargetLimiter
+from smtp_checks.shared.celery_app import CHECK_TASK
+from smtp_checks.shared.messages import CheckRequest, CheckResult, Handling, Outcome
+from smtp_checks.shared.probe.session import run_probe
+from smtp_checks.workers.result_publisher import ResultPublisher
+from smtp_checks.workers.secrets import SecretNotFound, resolve_secret
+from smtp_checks.workers.target_limits import LimiterUnavailable, PermitTimeout, TargetLimiter
 
 log = logging.getLogger("smtp_checks.worker")
 

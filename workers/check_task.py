@@ -15,10 +15,10 @@ from celery import Celery, Task
 from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 
-from shared.celery_app import CHECK_TASK, DEAD_LETTER_QUEUE, declare_queue
-from workers.check_runner import CheckRunner, DeadLetter, request_payload
-from workers.event_loop import shared_loop
-from workers.result_publisher import ResultPublisher
+from smtp_checks.shared.celery_app import CHECK_TASK, DEAD_LETTER_QUEUE, declare_queue
+from smtp_checks.workers.check_runner import CheckRunner, DeadLetter, request_payload
+from smtp_checks.workers.event_loop import shared_loop
+from smtp_checks.workers.result_publisher import ResultPublisher
 
 
 def register_check_task(

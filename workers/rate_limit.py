@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from shared.config import rate_per_minute
+from smtp_checks.shared.config import rate_per_minute
 
 
 class RateLimit:

@@ -30,7 +30,7 @@ import redis.asyncio
 from kombu import serialization
 from kombu.transport.redis import Channel as KombuRedisChannel
 
-from workers.check_runner import task_payload
+from smtp_checks.workers.check_runner import task_payload
 
 UNACKED: Final = KombuRedisChannel.unacked_key
 UNACKED_INDEX: Final = KombuRedisChannel.unacked_index_key

@@ -29,13 +29,13 @@ import redis.exceptions
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from shared.celery_app import check_queue, declare_queue
-from shared.messages import CheckResult
-from workers.check_runner import CheckRunner, DeadLetter
-from workers.check_task import publish_dead_letter
-from workers.rate_limit import RateLimit
-from workers.redis_check_queue import Delivery, RedisCheckQueue
-from workers.result_publisher import ResultPublisher
+from smtp_checks.shared.celery_app import check_queue, declare_queue
+from smtp_checks.shared.messages import CheckResult
+from smtp_checks.workers.check_runner import CheckRunner, DeadLetter
+from smtp_checks.workers.check_task import publish_dead_letter
+from smtp_checks.workers.rate_limit import RateLimit
+from smtp_checks.workers.redis_check_queue import Delivery, RedisCheckQueue
+from smtp_checks.workers.result_publisher import ResultPublisher
 
 log = logging.getLogger("smtp_checks.worker")
 

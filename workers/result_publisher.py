@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import redis.asyncio
 
-from shared.adhoc_replies import REPLY_TTL, reply_key
-from shared.messages import CheckResult
-from shared.result_queue import results_key
+from smtp_checks.shared.adhoc_replies import REPLY_TTL, reply_key
+from smtp_checks.shared.messages import CheckResult
+from smtp_checks.shared.result_queue import results_key
 
 
 class ResultPublisher:

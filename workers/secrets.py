@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from shared.config import SecretRef
+from smtp_checks.shared.config import SecretRef
 
 
 class SecretNotFound(Exception):

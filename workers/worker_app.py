@@ -7,15 +7,15 @@ import redis
 import redis.asyncio
 from celery import Celery
 
-from shared.celery_app import make_app
-from shared.config import Config
-from shared.redis_transport import REDIS_SCHEMES, redis_py_url
-from workers.check_consumer import CheckConsumer
-from workers.check_runner import CheckRunner
-from workers.check_task import register_check_task
-from workers.redis_consumer import RedisCheckConsumer
-from workers.result_publisher import ResultPublisher
-from workers.target_limits import TargetLimiter, TargetLimits
+from smtp_checks.shared.celery_app import make_app
+from smtp_checks.shared.config import Config
+from smtp_checks.shared.redis_transport import REDIS_SCHEMES, redis_py_url
+from smtp_checks.workers.check_consumer import CheckConsumer
+from smtp_checks.workers.check_runner import CheckRunner
+from smtp_checks.workers.check_task import register_check_task
+from smtp_checks.workers.redis_consumer import RedisCheckConsumer
+from smtp_checks.workers.result_publisher import ResultPublisher
+from smtp_checks.workers.target_limits import TargetLimiter, TargetLimits
 
 # A Redis that hangs (rather than refuses) must not hang the worker: its calls fail after
 # this long and are retried with a backoff. Every call the worker makes answers at once.

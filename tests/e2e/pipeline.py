@@ -45,12 +45,12 @@ import pytest
 import redis
 import yaml
 
-from shared.config import EngineReader, load_config
-from shared.messages import CheckResult
-from shared.outstanding import OutstandingRun
+from smtp_checks.consumer.forwarders.base import PassiveResult
+from smtp_checks.consumer.forwarders.command_file import command_line
+from smtp_checks.shared.config import EngineReader, load_config
+from smtp_checks.shared.messages import CheckResult
+from smtp_checks.shared.outstanding import OutstandingRun
 from tests.nagios import NAGIOS, Nagios, prepare, require_nagios
-from workers.forwarders.base import PassiveResult
-from workers.forwarders.command_file import command_line
 
 PREFIX = "smtp-checks:"
 RESULTS_KEY = f"{PREFIX}results"
@@ -369,7 +369,7 @@ class Pipeline:
             "PYTHONUNBUFFERED": "1",
         }
         self._client: redis.Redis | None = None
-        command = [sys.executable, "-m", "shared.cli.main"]
+        command = [sys.executable, "-m", "smtp_checks.cli.main"]
         common = ["--config", str(self.config_path)]
         logs = directory / "logs"
         logs.mkdir(exist_ok=True)

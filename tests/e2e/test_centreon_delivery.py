@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 
-from shared.messages import CheckRequest, CheckResult, Handling, Outcome
-from shared.probe_result import ProbeResult
-from shared.result_queue import ResultQueue
+from smtp_checks.consumer.delivery import LEASE_TTL
+from smtp_checks.shared.messages import CheckRequest, CheckResult, Handling, Outcome
+from smtp_checks.shared.probe.result import ProbeResult
+from smtp_checks.shared.result_queue import ResultQueue
 from tests.centreon_api_fake import CentreonApiFake
 from tests.e2e.pipeline import Pipeline, host, wait_until
 from tests.smtp_servers import ESCAPE_REFUSAL_TEXT, refused_port
-from workers.delivery import LEASE_TTL
 
 HOSTS = 30
 PASSWORD = "Api-S3cret!"

@@ -13,11 +13,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from shared.messages import CheckResult
-from shared.result_report import render_result
+from smtp_checks.consumer.processor import passive_result
+from smtp_checks.shared.messages import CheckResult
+from smtp_checks.shared.output.result_output import render_result
 from tests.e2e.pipeline import PREFIX, Pipeline, host, wait_until
 from tests.smtp_servers import ServerPool, refused_port
-from workers.consumer import passive_result
 
 WORKERS = {"paris": ["paris-1", "paris-2"], "lyon": ["lyon-1", "lyon-2"]}
 MESSAGE = {"from": "monitor@example.com", "to": "probe@example.com"}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.celery_app import CHECK_TASK, check_queue, make_app
-from shared.config import ScheduledCheck
-from shared.messages import CheckRequest
+from smtp_checks.shared.celery_app import CHECK_TASK, check_queue, make_app
+from smtp_checks.shared.config import ScheduledCheck
+from smtp_checks.shared.messages import CheckRequest
 from tests.e2e.pipeline import Pipeline, host, wait_until
 from tests.smtp_servers import (
     INJECTION_PAYLOAD,

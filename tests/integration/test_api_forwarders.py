@@ -13,14 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import ApiV1Forwarder as ApiV1Config
-from shared.config import ApiV2Forwarder as ApiV2Config
-from shared.config import SecretRef
+from smtp_checks.consumer.forwarders.api_v1 import ApiV1Forwarder
+from smtp_checks.consumer.forwarders.api_v2 import ApiV2Forwarder
+from smtp_checks.consumer.forwarders.base import (
+    CentreonRightsError,
+    Forwarder,
+    ForwardError,
+    PassiveResult,
+)
+from smtp_checks.shared.config import ApiV1Forwarder as ApiV1Config
+from smtp_checks.shared.config import ApiV2Forwarder as ApiV2Config
+from smtp_checks.shared.config import SecretRef
+from smtp_checks.workers.secrets import SecretNotFound
 from tests.centreon_api_fake import V2_PREFIX, CentreonApiFake, SubmittedV1, SubmittedV2
-from workers.forwarders.api_v1 import ApiV1Forwarder
-from workers.forwarders.api_v2 import ApiV2Forwarder
-from workers.forwarders.base import CentreonRightsError, Forwarder, ForwardError, PassiveResult
-from workers.secrets import SecretNotFound
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli.main import main
+from smtp_checks.cli.main import main
 from tests.smtp_servers import (
     TEST_PASSWORD,
     TEST_USER,
@@ -586,7 +586,7 @@ def test_output_file(check: Callable[..., Run], plain_server: SmtpServer, tmp_pa
 
 def test_as_a_process_with_exit_code(plain_server: SmtpServer) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "check", PLUGIN, "--mode=login", *plain(plain_server), "--critical=0"],
+        [sys.executable, "-m", "smtp_checks.cli.main", "check", PLUGIN, "--mode=login", *plain(plain_server), "--critical=0"],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert completed.returncode == 2
@@ -595,7 +595,7 @@ def test_as_a_process_with_exit_code(plain_server: SmtpServer) -> None:
 
 def test_perl_style_command_line_without_subcommand(plain_server: SmtpServer) -> None:
     completed = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", PLUGIN, "--mode=login", *plain(plain_server)],
+        [sys.executable, "-m", "smtp_checks.cli.main", PLUGIN, "--mode=login", *plain(plain_server)],
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert OK_LOGIN.fullmatch(completed.stdout), completed.stdout
@@ -604,7 +604,7 @@ def test_perl_style_command_line_without_subcommand(plain_server: SmtpServer) ->
 def test_check_path_imports_neither_celery_nor_pydantic(plain_server: SmtpServer) -> None:
     code = (
         "import sys\n"
-        "from shared.cli.main import main\n"
+        "from smtp_checks.cli.main import main\n"
         f"rc = main(['check', '{PLUGIN}', '--mode=message', '--hostname={plain_server.host}',"
         f" '--port={plain_server.port}', '--smtp-options=layer=none',"
         f" '--smtp-from={FROM}', '--smtp-to={TO}'])\n"

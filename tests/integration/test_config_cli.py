@@ -43,7 +43,7 @@ hosts:
 def config_check(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SMTP_CHECKS_")}
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "config", *args],
+        [sys.executable, "-m", "smtp_checks.cli.main", "config", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -105,7 +105,7 @@ def test_a_bad_sub_command_is_a_usage_error(args: tuple[str, ...]) -> None:
 
 def test_the_top_level_usage_lists_config_check() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "--help"],
+        [sys.executable, "-m", "smtp_checks.cli.main", "--help"],
         capture_output=True,
         text=True,
         cwd=ROOT,

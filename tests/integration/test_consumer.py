@@ -16,19 +16,23 @@ import pytest
 import redis
 import yaml
 
-from shared.config import Config, load_config
-from shared.messages import CheckRequest, CheckResult, Handling, Outcome
-from shared.outstanding import Ledger
-from shared.probe_result import ProbeResult
-from shared.result_queue import ResultQueue
+from smtp_checks.cli.consumer import ConsumerService
+from smtp_checks.consumer.delivery import Backoff, Delivery
+from smtp_checks.consumer.forwarders.base import ForwardError, PassiveResult
+from smtp_checks.consumer.forwarders.command_file import (
+    PIPE_BUF,
+    CommandFileForwarder,
+    command_line,
+)
+from smtp_checks.consumer.outbox import Outbox
+from smtp_checks.consumer.processor import ResultProcessor
+from smtp_checks.consumer.service_states import ServiceStates
+from smtp_checks.shared.config import Config, load_config
+from smtp_checks.shared.messages import CheckRequest, CheckResult, Handling, Outcome
+from smtp_checks.shared.outstanding import Ledger
+from smtp_checks.shared.probe.result import ProbeResult
+from smtp_checks.shared.result_queue import ResultQueue
 from tests.redis_fixtures import flushed_redis_db
-from workers.consumer import ResultProcessor
-from workers.consumer_command import ConsumerService
-from workers.delivery import Backoff, Delivery
-from workers.forwarders.base import ForwardError, PassiveResult
-from workers.forwarders.command_file import PIPE_BUF, CommandFileForwarder, command_line
-from workers.outbox import Outbox
-from workers.service_states import ServiceStates
 
 DB = 11
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from shared.lease import Lease, ProcessName, this_machine
-from shared.result_queue import ResultQueue
+from smtp_checks.shared.lease import Lease, ProcessName, this_machine
+from smtp_checks.shared.result_queue import ResultQueue
 from tests.redis_fixtures import flushed_redis_db
 
 KEY = "smtp-checks:test:lease"
@@ -36,8 +36,8 @@ def holding_process(url: str, code: str) -> subprocess.Popen[bytes]:
     script = textwrap.dedent(
         f"""
         import sys, time, redis
-        from shared.lease import Lease
-        from shared.result_queue import ResultQueue
+        from smtp_checks.shared.lease import Lease
+        from smtp_checks.shared.result_queue import ResultQueue
         client = redis.Redis.from_url({url!r})
         {code}
         print("held", flush=True)
@@ -87,7 +87,7 @@ def test_a_dead_consumers_results_are_taken_back_at_once(url: str, client: redis
     client.rpush(queue.key, b"r0", b"r1", b"r2")
     process = holding_process(
         url,
-        "from shared.lease import ProcessName\n"
+        "from smtp_checks.shared.lease import ProcessName\n"
         "        ResultQueue(client).take(str(ProcessName.mine()), 2, lease=60)",
     )
     assert queue.reclaim() == 0  # alive

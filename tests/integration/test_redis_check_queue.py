@@ -17,9 +17,9 @@ import redis
 import redis.asyncio
 from celery import Celery
 
-from shared.celery_app import CHECK_TASK, check_queue, make_app
+from smtp_checks.shared.celery_app import CHECK_TASK, check_queue, make_app
+from smtp_checks.workers.redis_check_queue import UNACKED, UNACKED_INDEX, Delivery, RedisCheckQueue
 from tests.redis_fixtures import flushed_redis_db
-from workers.redis_check_queue import UNACKED, UNACKED_INDEX, Delivery, RedisCheckQueue
 
 QUEUE_DB = 15
 QUEUE = check_queue("paris")

@@ -17,10 +17,10 @@ import pytest
 import redis
 import yaml
 
-from shared.cli.embedded_redis import EmbeddedRedis
+from smtp_checks.cli.embedded_redis import EmbeddedRedis
 from tests.smtp_servers import SmtpServer
 
-RUN = [sys.executable, "-m", "shared.cli.main", "run"]
+RUN = [sys.executable, "-m", "smtp_checks.cli.main", "run"]
 LINE = re.compile(r"^\d\d:\d\d:\d\d  (\S+)\s+(\S+)\s+(OK|WARNING|CRITICAL|UNKNOWN)\s+(.*)$")
 
 

@@ -26,12 +26,12 @@ import pytest
 import redis
 import yaml
 
-from scheduler.beat import Beat, leader_key
-from scheduler.leader import LeaderLock
-from scheduler.schedule import Cadence
-from shared.config import load_config
-from shared.messages import CheckRequest
-from shared.outstanding import Ledger
+from smtp_checks.scheduler.beat import Beat, leader_key
+from smtp_checks.scheduler.leader import LeaderLock
+from smtp_checks.scheduler.schedule import Cadence
+from smtp_checks.shared.config import load_config
+from smtp_checks.shared.messages import CheckRequest
+from smtp_checks.shared.outstanding import Ledger
 from tests.redis_fixtures import flushed_redis_db
 from tests.smtp_servers import SmtpServer, refused_port
 from tests.worker_harness import Deployment
@@ -103,7 +103,7 @@ class BeatProcess:
         self.log = config.parent / f"beat-{name}.log"
         with self.log.open("wb") as output:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli.main", "beat", "--config", str(config),
+                [sys.executable, "-m", "smtp_checks.cli.main", "beat", "--config", str(config),
                  "--lock-ttl", str(LOCK_TTL), "--loglevel", "INFO"],
                 stdout=output, stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -295,7 +295,7 @@ def test_beat_without_a_broker_exits_2(tmp_path: Path) -> None:
     path = tmp_path / "beat.yaml"
     path.write_text(yaml.safe_dump({"sites": {"paris": {}}, "hosts": [host("a")]}))
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "beat", "--config", str(path)],
+        [sys.executable, "-m", "smtp_checks.cli.main", "beat", "--config", str(path)],
         check=False, capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert done.returncode == 2
@@ -307,7 +307,7 @@ def test_beat_without_a_broker_exits_2(tmp_path: Path) -> None:
 
 def enqueue(path: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "enqueue", "--config", str(path), *args],
+        [sys.executable, "-m", "smtp_checks.cli.main", "enqueue", "--config", str(path), *args],
         check=False, capture_output=True, text=True, timeout=timeout, env=dict(os.environ),
     )  # fmt: skip
 

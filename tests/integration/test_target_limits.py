@@ -13,13 +13,13 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from tests.smtp_servers import LOOPBACK, refused_port
-from workers.target_limits import (
+from smtp_checks.workers.target_limits import (
     LimiterUnavailable,
     PermitTimeout,
     TargetLimiter,
     TargetLimits,
 )
+from tests.smtp_servers import LOOPBACK, refused_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(20)]
 

@@ -18,8 +18,8 @@ import pytest
 import redis
 from kombu import Connection
 
-from shared.celery_app import check_queue
-from shared.messages import Outcome
+from smtp_checks.shared.celery_app import check_queue
+from smtp_checks.shared.messages import Outcome
 from tests.redis_fixtures import flushed_redis_db
 from tests.smtp_servers import TEST_PASSWORD, TEST_USER, RawServer, SmtpServer, refused_port
 from tests.worker_harness import (
@@ -330,7 +330,7 @@ def test_worker_refuses_an_unknown_site(deploy: Deploy, plain_server: SmtpServer
         settings("redis://127.0.0.1:6379/12", [host("mx1", plain_server, checks={"login": {}})]),
     )
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli.main", "worker", "--config", str(d.path), "--site", "tokyo"],
+        [sys.executable, "-m", "smtp_checks.cli.main", "worker", "--config", str(d.path), "--site", "tokyo"],
         capture_output=True, text=True, timeout=60, check=False, env=os.environ,
     )  # fmt: skip
     assert done.returncode == 2
@@ -343,7 +343,7 @@ def test_celery_command_line_runs_checks_too(
     d = deploy(settings(broker_url, [host("mx1", plain_server, checks={"login": {}})]))
     log = (tmp_path / "celery.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers.celery_main", "worker", "-Q", "checks.paris",
+        [sys.executable, "-m", "celery", "-A", "smtp_checks.workers.celery_main", "worker", "-Q", "checks.paris",
          "-P", "threads", "-c", "4", "-n", "celery@test", "--without-mingle", "--without-gossip"],
         stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "SMTP_CHECKS_CONFIG": str(d.path), "SMTP_CHECKS_SITE": "paris"},

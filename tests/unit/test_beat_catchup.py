@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from scheduler.beat import _too_late
-from scheduler.schedule import Cadence
-from shared.config import parse_config
+from smtp_checks.scheduler.beat import _too_late
+from smtp_checks.scheduler.schedule import Cadence
+from smtp_checks.shared.config import parse_config
 
 
 def test_a_nearly_stale_slot_is_skipped_and_a_fresh_one_is_not() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import (
+from smtp_checks.shared.config import (
     Config,
     ConfigError,
     ConfigProblem,
@@ -17,7 +17,7 @@ from shared.config import (
     parse_config,
     rate_per_minute,
 )
-from shared.probe_spec import Mode, TlsMode
+from smtp_checks.shared.probe.spec import Mode, TlsMode
 
 DESIGN_EXAMPLE = """\
 broker_url: redis://127.0.0.1:6379/0    # omitted: the embedded default of `run`

@@ -6,10 +6,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.config import EngineReader
-from workers.forwarders.base import PassiveResult
-from workers.forwarders.command_file import PIPE_BUF, command_line
-from workers.forwarders.engine_text import LOOKALIKE_BACKSLASH, for_engine
+from smtp_checks.consumer.forwarders.base import PassiveResult
+from smtp_checks.consumer.forwarders.command_file import PIPE_BUF, command_line
+from smtp_checks.consumer.forwarders.engine_text import LOOKALIKE_BACKSLASH, for_engine
+from smtp_checks.shared.config import EngineReader
 
 
 def centreon_engine_unescape(text: str) -> str:

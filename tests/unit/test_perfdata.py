@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.perfdata import Perfdata
-from shared.ranges import Range
-from shared.thresholds import Thresholds
+from smtp_checks.shared.output.perfdata import Perfdata
+from smtp_checks.shared.output.ranges import Range
+from smtp_checks.shared.output.thresholds import Thresholds
 
 
 def _time(value: float, warning: str | None = None, critical: str | None = None) -> Perfdata:

@@ -6,23 +6,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.perfdata import Perfdata
-from shared.plugin_output import (
+from smtp_checks.shared.output.options import (
     OutputOptions,
-    PluginOutput,
-    Rendered,
-    Substitution,
     parse_change_exit,
     parse_change_exits,
     parse_float_precision,
     parse_opt_exit,
     parse_range_perfdata,
     parse_substitution,
-    render_option_error,
     select_output_format,
 )
-from shared.status import EXIT_PRECEDENCE, SEVERITY_ORDER, Status, worst
-from shared.thresholds import Thresholds
+from smtp_checks.shared.output.perfdata import Perfdata
+from smtp_checks.shared.output.perl_regex import Substitution
+from smtp_checks.shared.output.plugin_output import PluginOutput
+from smtp_checks.shared.output.renderers import Rendered, render_option_error
+from smtp_checks.shared.output.status import EXIT_PRECEDENCE, SEVERITY_ORDER, Status, worst
+from smtp_checks.shared.output.thresholds import Thresholds
 
 NOW = 1_700_000_000.123
 

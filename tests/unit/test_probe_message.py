@@ -8,8 +8,8 @@ from email.policy import default
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.probe_message import build_message, dot_stuff
-from shared.probe_spec import MessageSpec
+from smtp_checks.shared.probe.message import build_message, dot_stuff
+from smtp_checks.shared.probe.spec import MessageSpec
 
 
 def _unstuff(data: bytes) -> bytes:

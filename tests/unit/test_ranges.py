@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.ranges import Range, perl_number_text
+from smtp_checks.shared.output.ranges import Range, perl_number_text
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.rate_limit import RateLimit
+from smtp_checks.workers.rate_limit import RateLimit
 
 
 class Clock:

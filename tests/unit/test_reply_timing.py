@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from shared.smtp_connection import SmtpConnection, TimedStreamReader
+from smtp_checks.shared.probe.connection import SmtpConnection, TimedStreamReader
 
 
 def test_a_reply_is_timed_when_its_last_bytes_arrive() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.sanitize import MAX_SERVER_TEXT, sanitize
+from smtp_checks.shared.sanitize import MAX_SERVER_TEXT, sanitize
 
 
 def test_forged_command_becomes_one_harmless_line() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from shared import sasl
-from shared.probe_spec import Credentials
+from smtp_checks.shared.probe import sasl
+from smtp_checks.shared.probe.spec import Credentials
 
 
 def test_cram_md5_matches_rfc_2195_example() -> None:

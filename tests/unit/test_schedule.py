@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scheduler.schedule import Cadence, phase_fraction
+from smtp_checks.scheduler.schedule import Cadence, phase_fraction
 
 check_ids = st.text(min_size=1, max_size=60)
 intervals = st.integers(min_value=1, max_value=86_400)
@@ -32,7 +32,7 @@ def test_phase_is_the_same_for_the_same_check(check_id: str, interval: int) -> N
 
 def test_phase_does_not_depend_on_the_process() -> None:
     # Python's own hash() of a str changes with every process (PYTHONHASHSEED).
-    code = "from scheduler.schedule import phase_fraction; print(phase_fraction('mx1/login'))"
+    code = "from smtp_checks.scheduler.schedule import phase_fraction; print(phase_fraction('mx1/login'))"
     outputs = {
         subprocess.run(
             [sys.executable, "-c", code],

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.ranges import Range
-from shared.status import Status
-from shared.thresholds import ThresholdError, Thresholds
+from smtp_checks.shared.output.ranges import Range
+from smtp_checks.shared.output.status import Status
+from smtp_checks.shared.output.thresholds import ThresholdError, Thresholds
 
 
 def test_absent_or_empty_thresholds_mean_no_threshold() -> None:

@@ -1,0 +1,72 @@
+"""`smtp-checks check`: the Perl plugin's behaviour, one check, plugin output and exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from smtp_checks.cli.plugin_options import (
+    CheckOptions,
+    InfoRequest,
+    OptionError,
+    output_options_or_default,
+    parse,
+)
+from smtp_checks.shared.output.renderers import render_option_error
+from smtp_checks.shared.output.report import report
+from smtp_checks.shared.output.status import Status
+from smtp_checks.shared.probe.result import ProbeResult
+from smtp_checks.shared.probe.session import run_probe
+
+
+def run_check(argv: list[str]) -> int:
+    """Run one check as the command line says; return the exit code."""
+    try:
+        options = parse(argv)
+    except OptionError as error:
+        rendered = render_option_error(str(error), output_options_or_default(argv))
+        _emit(rendered.text, None)
+        return rendered.exit_code
+    if isinstance(options, InfoRequest):
+        _emit(options.text + "\n", None)
+        return int(output_options_or_default(argv).opt_exit)
+    return _check(options)
+
+
+def _check(options: CheckOptions) -> int:
+    result = _probe(options)
+    if options.debug or options.spec.record_transcript:
+        sys.stderr.write("".join(line + "\n" for line in result.transcript))
+    output = report(
+        result,
+        options.spec.mode,
+        options.thresholds,
+        cert_thresholds=options.cert_thresholds,
+        extra_perfdata=options.extra_perfdata,
+        float_precision=options.output.float_precision,
+    )
+    rendered = output.render(options.output)
+    _emit(rendered.text, options.output_file)
+    return rendered.exit_code
+
+
+def _probe(options: CheckOptions) -> ProbeResult:
+    # Not asyncio.run(): it waits for executor threads at exit, and nothing may outlive the
+    # check's deadline (name resolution runs in daemon threads for the same reason).
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(run_probe(options.spec))
+    finally:
+        loop.close()
+
+
+def _emit(text: str, output_file: str | None) -> None:
+    if output_file is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(output_file, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    except OSError as error:
+        sys.stdout.write(f"UNKNOWN: Cannot write output file '{output_file}': {error.strerror} \n")
+        raise SystemExit(int(Status.UNKNOWN)) from None

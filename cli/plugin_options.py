@@ -1,0 +1,338 @@
+"""The Perl plugin's command line, parsed into what the probe, thresholds and output need.
+
+Centreon command definitions pass options as `--opt=value` or `--opt value`, some of them
+repeated (`--smtp-options`, `--smtp-send-options`). Every problem becomes an `OptionError`
+whose text is the plugin's own where the plugin has one, so existing checks keep reading
+the same messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NoReturn
+
+from smtp_checks.cli import password_managers
+from smtp_checks.shared.output.options import (
+    OutputOptions,
+    parse_change_exits,
+    parse_float_precision,
+    parse_opt_exit,
+    parse_range_perfdata,
+    parse_substitution,
+    select_output_format,
+)
+from smtp_checks.shared.output.perl_regex import Substitution
+from smtp_checks.shared.output.thresholds import ThresholdError, Thresholds
+from smtp_checks.shared.probe.sasl import SUPPORTED
+from smtp_checks.shared.probe.spec import (
+    Credentials,
+    MessageSpec,
+    Mode,
+    ProbeSpec,
+    TlsMode,
+    TlsSettings,
+)
+
+PLUGIN_NAME = "apps::protocols::smtp::plugin"
+_SMTP_OPTIONS = frozenset(
+    {"layer", "port", "auth", "timeout", "debug", "ssl_verify_mode", "ssl_verify_ca"}
+    | {"ssl_verify_path", "ssl_verify_file", "hello"}
+)
+_SEND_OPTIONS = frozenset({"subject", "body", "contenttype", "charset", "cc", "bcc", "replyto"})
+_VERIFY_NONE = frozenset({"0", "SSL_VERIFY_NONE"})
+_VERIFY_PEER = frozenset({"1", "SSL_VERIFY_PEER"})
+
+
+class OptionError(Exception):
+    """A command-line problem; the text is what the plugin prints after `UNKNOWN: `."""
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    """Everything one `smtp-checks check` run needs, validated."""
+
+    spec: ProbeSpec
+    thresholds: Thresholds
+    cert_thresholds: Thresholds
+    extra_perfdata: bool
+    output: OutputOptions
+    output_file: str | None
+    debug: bool
+
+
+@dataclass(frozen=True)
+class InfoRequest:
+    """`--help`, `--list-mode` or `--version`: print `text` and exit like the plugin."""
+
+    text: str
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise OptionError(_reword(message))
+
+
+def _reword(message: str) -> str:
+    if message.startswith("unrecognized arguments: "):
+        return "Unknown option: " + message.removeprefix("unrecognized arguments: ")
+    return message[0].upper() + message[1:]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="smtp-checks check", add_help=False, allow_abbrev=False)
+    add = parser.add_argument
+    add("--plugin")
+    add("--mode")
+    add("--list-mode", action="store_true")
+    add("--version", action="store_true")
+    add("--help", action="store_true")
+    # Mode options (both modes; --smtp-from/--smtp-to/--smtp-send-options matter for message)
+    add("--hostname")
+    add("--port")
+    add("--smtp-options", action="append", default=[])
+    add("--smtp-send-options", action="append", default=[])
+    add("--smtp-from")
+    add("--smtp-to")
+    add("--username")
+    add("--password")
+    add("--timeout", default="30")
+    add("--warning")
+    add("--critical")
+    # Ours, beyond the plugin
+    add("--extra-perfdata", action="store_true")
+    add("--warning-cert-days")
+    add("--critical-cert-days")
+    # Generic Centreon plugin options
+    add("--verbose", action="store_true")
+    add("--debug", action="store_true")
+    add("--filter-perfdata")
+    add("--change-exit", action="append", default=[])
+    add("--range-perfdata", nargs="?", const="")
+    add("--float-precision")
+    add("--opt-exit", default="unknown")
+    add("--output-ignore-perfdata", action="store_true")
+    add("--output-ignore-label", action="store_true")
+    add("--change-short-output", action="append", default=[])
+    add("--change-long-output", action="append", default=[])
+    add("--filter-uom")
+    add("--output-json", action="store_true")
+    add("--output-xml", action="store_true")
+    add("--output-openmetrics", action="store_true")
+    add("--output-file")
+    password_managers.add_options(parser)
+    return parser
+
+
+def parse(argv: list[str], environ: Mapping[str, str] | None = None) -> CheckOptions | InfoRequest:
+    """Parse a plugin command line. Raises `OptionError` with the plugin's wording."""
+    args = build_parser().parse_args(argv)
+    output = _output_options(args)  # first, as the plugin reads output options first
+    if args.plugin is not None and args.plugin != PLUGIN_NAME:
+        raise OptionError(f"Unknown plugin '{args.plugin}' (this is {PLUGIN_NAME})")
+    info = _info_request(args)
+    if info is not None:
+        return info
+    mode = _mode(args.mode)
+    try:
+        password_managers.apply(args, os.environ if environ is None else environ)
+    except password_managers.PasswordManagerError as error:
+        raise OptionError(str(error)) from None
+    thresholds = _thresholds(args.warning, args.critical, "")
+    if not args.hostname:
+        raise OptionError("Please set the hostname option")
+    if mode is Mode.MESSAGE:
+        if args.smtp_from is None:
+            raise OptionError("Please set smtp-from option")
+        if args.smtp_to is None:
+            raise OptionError("Please set smtp-to option")
+    return CheckOptions(
+        spec=_probe_spec(args, mode),
+        thresholds=thresholds,
+        cert_thresholds=_thresholds(args.warning_cert_days, args.critical_cert_days, "-cert-days"),
+        extra_perfdata=args.extra_perfdata,
+        output=output,
+        output_file=args.output_file,
+        debug=args.debug,
+    )
+
+
+def output_options_or_default(argv: list[str]) -> OutputOptions:
+    """The output options of a command line that may itself be invalid (for error output)."""
+    try:
+        args, _ = build_parser().parse_known_args(argv)
+        return _output_options(args)
+    except (OptionError, ValueError):
+        return OutputOptions()
+
+
+def _info_request(args: argparse.Namespace) -> InfoRequest | None:
+    if not (args.version or args.list_mode or args.help):
+        return None
+    from smtp_checks.cli import plugin_help  # noqa: PLC0415 (rarely needed)
+
+    if args.version:
+        return InfoRequest(plugin_help.version_text())
+    if args.list_mode:
+        return InfoRequest(plugin_help.list_modes_text())
+    return InfoRequest(plugin_help.help_text(args.mode))
+
+
+def _mode(name: str | None) -> Mode:
+    if name is None:
+        raise OptionError("Need to specify '--mode' option.")
+    try:
+        return Mode(name)
+    except ValueError:
+        raise OptionError(
+            f"mode '{name}' doesn't exist (use --list-mode option to show available modes)."
+        ) from None
+
+
+def _thresholds(warning: str | None, critical: str | None, suffix: str) -> Thresholds:
+    """Thresholds; `suffix` names the option family in the error (`warning-cert-days`)."""
+    try:
+        return Thresholds.parse(warning, critical)
+    except ThresholdError as error:
+        raise OptionError(str(error).replace(" threshold ", f"{suffix} threshold ", 1)) from None
+
+
+def _output_options(args: argparse.Namespace) -> OutputOptions:
+    try:
+        return OutputOptions(
+            verbose=args.verbose,
+            debug=args.debug,
+            filter_perfdata=args.filter_perfdata,
+            change_exit=parse_change_exits(args.change_exit),
+            range_perfdata=parse_range_perfdata(args.range_perfdata),
+            float_precision=parse_float_precision(args.float_precision),
+            opt_exit=parse_opt_exit(args.opt_exit),
+            ignore_perfdata=args.output_ignore_perfdata,
+            ignore_label=args.output_ignore_label,
+            change_short_output=_substitutions(args.change_short_output),
+            change_long_output=_substitutions(args.change_long_output),
+            filter_uom=args.filter_uom,
+            output_format=select_output_format(
+                xml=args.output_xml, json=args.output_json, openmetrics=args.output_openmetrics
+            ),
+            plugin_name=PLUGIN_NAME,
+            mode=args.mode or "",
+        )
+    except ValueError as error:
+        raise OptionError(str(error)) from None
+
+
+def _substitutions(values: list[str]) -> tuple[Substitution, ...]:
+    return tuple(rule for rule in map(parse_substitution, values) if rule is not None)
+
+
+def _number(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise OptionError(f"Wrong {option} option '{text}'") from None
+    if value <= 0:
+        raise OptionError(f"Wrong {option} option '{text}': must be positive")
+    return value
+
+
+def _key_values(items: list[str], allowed: frozenset[str], what: str) -> dict[str, str]:
+    """`key=value` items as the plugin reads them (`^(.+?)=(.+)$`; others are skipped)."""
+    values: dict[str, str] = {}
+    for item in items:
+        key, separator, value = item.partition("=")
+        if not separator or not key or not value:
+            continue
+        if key not in allowed:
+            raise OptionError(f"Unknown {what} '{key}' (known: {', '.join(sorted(allowed))})")
+        values[key] = value
+    return values
+
+
+def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
+    smtp = _key_values(args.smtp_options, _SMTP_OPTIONS, "smtp-options key")
+    try:
+        tls_mode = TlsMode.from_layer(smtp.get("layer", "tls"))
+    except ValueError as error:
+        raise OptionError(f"Wrong smtp-options layer: {error}") from None
+    port_text = smtp.get("port") or args.port
+    port = _port(port_text) if port_text else tls_mode.default_port
+    timeout = _number(args.timeout, "timeout")
+    if "timeout" in smtp:
+        timeout = min(timeout, _number(smtp["timeout"], "smtp-options timeout"))
+    return ProbeSpec(
+        host=args.hostname,
+        port=port,
+        mode=mode,
+        tls=_tls_settings(tls_mode, smtp),
+        timeout=timeout,
+        credentials=_credentials(args, smtp.get("auth")),
+        message=_message(args) if mode is Mode.MESSAGE else None,
+        helo_name=smtp.get("hello"),
+        record_transcript=args.debug or smtp.get("debug", "0") not in ("", "0"),
+    )
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise OptionError(f"Wrong port '{text}'")
+    return int(text)
+
+
+def _tls_settings(mode: TlsMode, smtp: dict[str, str]) -> TlsSettings:
+    verify_mode = smtp.get("ssl_verify_mode", "SSL_VERIFY_PEER")
+    if verify_mode not in _VERIFY_NONE | _VERIFY_PEER:
+        raise OptionError(
+            f"Wrong ssl_verify_mode '{verify_mode}' (SSL_VERIFY_NONE or 0, SSL_VERIFY_PEER or 1)"
+        )
+    return TlsSettings(
+        mode=mode,
+        verify=verify_mode in _VERIFY_PEER,
+        ca_file=smtp.get("ssl_verify_ca") or smtp.get("ssl_verify_file"),
+        ca_path=smtp.get("ssl_verify_path"),
+    )
+
+
+def _credentials(args: argparse.Namespace, auth: str | None) -> Credentials | None:
+    username = args.username
+    if not username or (auth is not None and auth.lower() == "none"):
+        return None
+    if args.password is None:
+        raise OptionError("Please set --password option.")
+    mechanism = None
+    if auth is not None and auth.upper() != "AUTO":
+        mechanism = auth.upper()
+        if mechanism not in SUPPORTED:
+            known = ", ".join(SUPPORTED)
+            raise OptionError(f"AUTH mechanism '{auth}' is not supported (AUTO, none, {known})")
+    return Credentials(username=username, password=args.password, mechanism=mechanism)
+
+
+def _message(args: argparse.Namespace) -> MessageSpec:
+    send = _key_values(args.smtp_send_options, _SEND_OPTIONS, "smtp-send-options key")
+    defaults = MessageSpec(sender=args.smtp_from, to=())
+    message = MessageSpec(
+        sender=args.smtp_from,
+        to=_addresses(args.smtp_to),
+        cc=_addresses(send.get("cc", "")),
+        bcc=_addresses(send.get("bcc", "")),
+        subject=send.get("subject", defaults.subject),
+        body=send.get("body", defaults.body),
+        content_type=send.get("contenttype", defaults.content_type),
+        charset=send.get("charset", defaults.charset),
+        reply_to=send.get("replyto"),
+    )
+    for address in (message.sender, *message.recipients):
+        if any(character in address for character in "\r\n<>"):
+            raise OptionError(f"Wrong address '{address}'")
+    if not message.to:
+        raise OptionError("Please set smtp-to option")
+    if not message.content_type.startswith("text/"):
+        raise OptionError(f"Wrong contenttype '{message.content_type}' (expected text/...)")
+    return message
+
+
+def _addresses(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())

@@ -1,0 +1,166 @@
+"""A thread per forwarder that empties its outbox into Centreon, in order, retrying with
+exponential backoff and full jitter while Centreon is unreachable or refuses.
+
+One consumer at a time delivers an outbox: the thread holds the outbox's lease, renews it
+after every request the forwarder makes, and stops at once if it was lost. A consumer
+restarted on the same machine takes the lease of its dead predecessor over at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import redis
+
+from smtp_checks.consumer.forwarders.base import CentreonRightsError, Forwarder, ForwardError
+from smtp_checks.consumer.outbox import Batch, Outbox
+
+log = logging.getLogger("smtp_checks.delivery")
+
+BATCH_SIZE = 1000
+LEASE_TTL = 20.0  # seconds an outbox stays with a consumer that stopped renewing its lease
+_IDLE_WAIT = 1.0  # seconds between looks at an empty outbox (woken early by `wake`)
+_REPEAT_EVERY = 600.0  # seconds between reminders of a failure that keeps repeating
+SUMMARY_EVERY = 60.0  # seconds between INFO lines of what a forwarder did
+
+
+class Backoff:
+    """Delays of 'full jitter' exponential backoff: uniform in [0, min(cap, base * 2^n)]."""
+
+    def __init__(self, base: float = 0.5, cap: float = 60.0) -> None:
+        self.base, self.cap, self.failures = base, cap, 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        return random.uniform(0, min(self.cap, self.base * 2 ** min(self.failures, 30)))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+class LeaseLost(Exception):
+    """Another consumer holds this outbox now: stop delivering it."""
+
+
+class _FailureLog:
+    """Logs a failure when it first happens, and the same failure again only every
+    `_REPEAT_EVERY` seconds (at DEBUG meanwhile): an outage of hours is a few lines."""
+
+    def __init__(self) -> None:
+        self._last: str | None = None
+        self._logged_at = 0.0
+
+    def failed(self, name: str, error: ForwardError, waiting: int, delay: float) -> None:
+        text = str(error)
+        now = time.monotonic()
+        repeated = text == self._last and now - self._logged_at < _REPEAT_EVERY
+        level = logging.ERROR if isinstance(error, CentreonRightsError) else logging.WARNING
+        log.log(
+            logging.DEBUG if repeated else level,
+            "%s: %s; %d result(s) wait in the outbox, next try in %.1f s",
+            name, text, waiting, delay,
+        )  # fmt: skip
+        if not repeated:
+            self._last, self._logged_at = text, now
+
+    def succeeded(self, name: str) -> None:
+        if self._last is not None:
+            log.info("%s: delivering again", name)
+        self._last = None
+
+
+class Delivery(threading.Thread):
+    def __init__(
+        self, outbox: Outbox, forwarder: Forwarder, stop: threading.Event, *, backoff: Backoff
+    ) -> None:
+        super().__init__(name=f"delivery-{forwarder.name}", daemon=True)
+        self.outbox = outbox
+        self.forwarder = forwarder
+        self._stopping = stop
+        self._work = threading.Event()
+        self._backoff = backoff
+        self._failures = _FailureLog()
+        self.delivered = 0
+        self._summarised: dict[str, int] = {}
+        self._next_summary = time.monotonic() + SUMMARY_EVERY
+
+    def wake(self) -> None:
+        """New results are in the outbox."""
+        self._work.set()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                delay = self._step()
+            except redis.RedisError as error:
+                log.warning("outbox %s unavailable: %s", self.outbox.key, error)
+                delay = self._backoff.next_delay()
+            self._maybe_summarise()
+            if delay:
+                self._work.wait(delay)
+                self._work.clear()
+        self._summarise()
+        self.forwarder.close()
+        try:
+            self.outbox.lease.release()  # the next consumer need not wait for it
+        except redis.RedisError as error:
+            log.warning("could not release the lease of %s: %s", self.outbox.key, error)
+
+    def _step(self) -> float:
+        """Deliver one batch; the seconds to wait before the next step (0: go on)."""
+        if not self.outbox.lease.hold(LEASE_TTL):
+            return LEASE_TTL / 4  # another consumer delivers this outbox
+        dropped = self.outbox.trim()
+        if dropped:
+            log.warning("outbox %s full: dropped %d refreshes", self.outbox.key, dropped)
+        batch = self.outbox.take(BATCH_SIZE)
+        if not batch:
+            self.outbox.delivered()  # a batch every result of which was settled
+            return _IDLE_WAIT
+        try:
+            self.forwarder.deliver(batch.results, self._settler(batch))
+        except LeaseLost:
+            log.warning("%s: another consumer took over this outbox", self.forwarder.name)
+            return LEASE_TTL / 4
+        except ForwardError as error:
+            delay = self._backoff.next_delay()
+            self._failures.failed(self.forwarder.name, error, self.outbox.length(), delay)
+            return delay
+        self.outbox.delivered()
+        self._backoff.reset()
+        self._failures.succeeded(self.forwarder.name)
+        self.delivered += len(batch.results)
+        return 0.0
+
+    def _maybe_summarise(self) -> None:
+        if time.monotonic() >= self._next_summary:
+            self._next_summary = time.monotonic() + SUMMARY_EVERY
+            self._summarise()
+
+    def _summarise(self) -> None:
+        """One line of what the forwarder did since the last one, if it did anything."""
+        counters = self.forwarder.counters()
+        changed = {
+            name: value - self._summarised.get(name, 0)
+            for name, value in counters.items()
+            if value != self._summarised.get(name, 0)
+        }
+        if changed:
+            log.info(
+                "%s: %s (since the last summary)",
+                self.forwarder.name,
+                ", ".join(f"{name} {value}" for name, value in changed.items()),
+            )
+        self._summarised = counters
+
+    def _settler(self, batch: Batch) -> Callable[[Sequence[int]], None]:
+        def settled(positions: Sequence[int]) -> None:
+            self.outbox.settle([batch.slots[position] for position in positions])
+            if not self.outbox.lease.renew(LEASE_TTL):
+                raise LeaseLost
+
+        return settled

@@ -1,0 +1,90 @@
+"""One resolved check per (host, check) of the file: the `defaults` -> host -> check cascade
+applied, every value filled in. What the scheduler enqueues and the consumer expects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar, cast
+
+from smtp_checks.shared.config.values import SecretRef
+from smtp_checks.shared.output.thresholds import Thresholds
+from smtp_checks.shared.probe.spec import MessageSpec, Mode, TlsMode
+
+if TYPE_CHECKING:  # the models use the cascade; the cascade only reads them
+    from smtp_checks.shared.config.models import CheckSettings, Defaults, Host, MessageCheck
+
+DEFAULT_SERVICES = {Mode.LOGIN: "SMTP-Login", Mode.MESSAGE: "SMTP-Message"}
+
+
+@dataclass(frozen=True)
+class ScheduledCheck:
+    """One (host, check) with every cascaded value filled in: what the scheduler enqueues."""
+
+    check_id: str  # "mx1/login"
+    host: str
+    service: str
+    mode: Mode
+    site: str
+    address: str
+    port: int
+    tls: TlsMode
+    verify_tls: bool
+    ca_file: str | None
+    timeout: float
+    interval: int
+    warning: str | None
+    critical: str | None
+    username: str | None
+    password: SecretRef | None
+    message: MessageSpec | None
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return Thresholds.parse(self.warning, self.critical)
+
+    @property
+    def per_minute(self) -> float:
+        return 60 / self.interval
+
+
+_T = TypeVar("_T")
+
+
+def _first(*values: _T | None) -> _T | None:
+    return next((value for value in values if value is not None), None)
+
+
+def resolve(defaults: Defaults, host: Host, mode: Mode, check: CheckSettings) -> ScheduledCheck:
+    """The check `mode` of `host` with the cascade applied."""
+    tls = _first(check.tls, host.tls, defaults.tls) or TlsMode.STARTTLS
+    message = None
+    if mode is Mode.MESSAGE:
+        check = cast("MessageCheck", check)
+        optional = {"subject": check.subject, "body": check.body}
+        message = MessageSpec(
+            sender=check.sender,
+            to=check.to,
+            cc=check.cc,
+            bcc=check.bcc,
+            reply_to=check.reply_to,
+            **{key: value for key, value in optional.items() if value is not None},
+        )
+    return ScheduledCheck(
+        check_id=f"{host.name}/{mode.value}",
+        host=host.name,
+        service=check.service or DEFAULT_SERVICES[mode],
+        mode=mode,
+        site=host.site,
+        address=host.address,
+        port=_first(check.port, host.port, defaults.port) or tls.default_port,
+        tls=tls,
+        verify_tls=bool(_first(check.verify_tls, host.verify_tls, defaults.verify_tls)),
+        ca_file=_first(host.ca_file, defaults.ca_file),
+        timeout=_first(check.timeout, host.timeout) or defaults.timeout,
+        interval=_first(check.interval, host.interval) or defaults.interval,
+        warning=check.warning,
+        critical=check.critical,
+        username=host.username,
+        password=host.password,
+        message=message,
+    )

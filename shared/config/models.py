@@ -1,0 +1,242 @@
+"""The configuration file as validated models: what each key may hold. A misspelt key is an
+error, not a silently ignored setting (`extra="forbid"`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from smtp_checks.shared.config.checks import ScheduledCheck, resolve
+from smtp_checks.shared.config.rules import cross_field_problems, host_facts
+from smtp_checks.shared.config.values import (
+    Addresses,
+    CentreonName,
+    EngineReader,
+    HttpUrl,
+    OneLine,
+    Port,
+    RateLimit,
+    SecretRefField,
+    SiteName,
+    number_as_text,
+    rate_per_minute,
+    threshold_text,
+)
+from smtp_checks.shared.probe.spec import Mode, TlsMode
+
+
+def is_redis_url(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://", "unix://"))
+
+
+class _Model(BaseModel):
+    # extra="forbid": a misspelt key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Defaults(_Model):
+    interval: PositiveInt = 60
+    timeout: PositiveFloat = 30.0
+    port: Port | None = None  # None: the TLS mode's port (25, or 465 for ssl)
+    tls: TlsMode = TlsMode.STARTTLS
+    verify_tls: bool = True
+    ca_file: str | None = None
+
+
+class Site(_Model):
+    rate_limit: RateLimit | None = None  # per worker of the site, Celery's syntax
+
+    @property
+    def checks_per_minute_limit(self) -> float | None:
+        return None if self.rate_limit is None else rate_per_minute(self.rate_limit)
+
+
+def _none_as_empty(value: object) -> object:
+    # `lyon:` with nothing after it reads as null; it means "a site with no settings".
+    return {} if value is None else value
+
+
+Sites = dict[SiteName, Annotated[Site, BeforeValidator(_none_as_empty)]]
+
+
+class TargetLimits(_Model):
+    """Per SMTP server, across all workers of all sites."""
+
+    max_concurrent: PositiveInt = 2
+    max_per_minute: PositiveInt = 30
+
+
+class CheckSettings(_Model):
+    """What every check may override; None inherits from the host, then from `defaults`."""
+
+    service: CentreonName | None = None
+    interval: PositiveInt | None = None
+    timeout: PositiveFloat | None = None
+    port: Port | None = None
+    tls: TlsMode | None = None
+    verify_tls: bool | None = None
+    warning: Annotated[str | None, BeforeValidator(number_as_text)] = None
+    critical: Annotated[str | None, BeforeValidator(number_as_text)] = None
+
+    @field_validator("warning")
+    @classmethod
+    def _warning(cls, value: str | None) -> str | None:
+        return threshold_text("warning", value)
+
+    @field_validator("critical")
+    @classmethod
+    def _critical(cls, value: str | None) -> str | None:
+        return threshold_text("critical", value)
+
+
+class LoginCheck(CheckSettings):
+    pass
+
+
+class MessageCheck(CheckSettings):
+    model_config = ConfigDict(populate_by_name=True)
+
+    sender: OneLine = Field(alias="from")
+    to: Addresses = Field(min_length=1)
+    cc: Addresses = ()
+    bcc: Addresses = ()
+    subject: OneLine | None = None
+    body: str | None = None
+    reply_to: OneLine | None = None
+
+
+class Checks(_Model):
+    login: LoginCheck | None = None
+    message: MessageCheck | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_means_enabled(cls, data: object) -> object:
+        # `login:` with nothing after it means "a login check with the defaults".
+        if isinstance(data, dict):
+            return {key: {} if value is None else value for key, value in data.items()}
+        return data
+
+    def items(self) -> Iterator[tuple[Mode, CheckSettings]]:
+        if self.login is not None:
+            yield Mode.LOGIN, self.login
+        if self.message is not None:
+            yield Mode.MESSAGE, self.message
+
+
+class Host(_Model):
+    name: CentreonName  # the Centreon host name
+    address: OneLine
+    site: str
+    port: Port | None = None
+    tls: TlsMode | None = None
+    verify_tls: bool | None = None
+    ca_file: str | None = None
+    timeout: PositiveFloat | None = None
+    interval: PositiveInt | None = None
+    username: OneLine | None = None
+    password: SecretRefField | None = None
+    checks: Checks
+
+
+class CommandFileForwarder(_Model):
+    type: Literal["command_file"]
+    path: str = Field(min_length=1)
+    engine: EngineReader = EngineReader.CENTREON
+
+
+class ApiV2Forwarder(_Model):
+    """Logs in with `username` and `password`, or sends a long-lived API `token` (Centreon
+    24.04+) and never logs in: one or the other."""
+
+    type: Literal["api_v2"]
+    url: HttpUrl
+    username: str | None = Field(default=None, min_length=1)
+    password: SecretRefField | None = None
+    token: SecretRefField | None = None
+    verify_tls: bool = True
+    engine: EngineReader = EngineReader.CENTREON
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> ApiV2Forwarder:
+        login = self.username is not None or self.password is not None
+        if self.token is not None and login:
+            raise ValueError("give either token or username and password, not both")
+        if self.token is None and (self.username is None or self.password is None):
+            raise ValueError("needs username and password (or token: an API token reference)")
+        return self
+
+
+class ApiV1Forwarder(_Model):
+    type: Literal["api_v1"]
+    url: HttpUrl
+    username: str = Field(min_length=1)
+    password: SecretRefField
+    engine: EngineReader = EngineReader.CENTREON
+
+
+Forwarder = Annotated[
+    CommandFileForwarder | ApiV2Forwarder | ApiV1Forwarder, Field(discriminator="type")
+]
+FORWARDER_TYPES = ("command_file", "api_v2", "api_v1")
+
+
+class Centreon(_Model):
+    forwarders: list[Forwarder] = []
+    resend_interval: PositiveInt = 300  # seconds: forward the current state at least this often
+    # Results waiting for an unreachable Centreon, per forwarder; past it refreshes are dropped
+    # (state changes never are).
+    outbox_max_length: PositiveInt = 100_000
+    # Seconds after a run's stale time before its missing result is reported as orphaned.
+    orphan_grace: PositiveInt = 30
+
+
+class Config(_Model):
+    broker_url: str | None = None  # None: the embedded default of `smtp-checks run`
+    # Per-target limits and consumer state live in Redis: the broker's, unless it is not Redis.
+    redis_url: str | None = None
+    # Seconds before a message a dead worker had taken is delivered again (Redis broker).
+    visibility_timeout: PositiveInt = 600
+    defaults: Defaults = Field(default_factory=Defaults)
+    sites: Sites
+    target_limits: TargetLimits = Field(default_factory=TargetLimits)
+    hosts: list[Host]
+    centreon: Centreon = Field(default_factory=Centreon)
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Config:
+        # parse_config reports these itself, each at its own location.
+        if not (info.context or {}).get("skip_cross_field"):
+            problems = cross_field_problems(self.defaults, set(self.sites), host_facts(self.hosts))
+            if problems:
+                raise ValueError("; ".join(f"{where}: {why}" for where, why in problems))
+        return self
+
+    @property
+    def state_redis_url(self) -> str | None:
+        """The Redis for per-target limits and state: `redis_url`, else a Redis broker."""
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url and is_redis_url(self.broker_url):
+            return self.broker_url
+        return None
+
+    def scheduled_checks(self) -> list[ScheduledCheck]:
+        """Every configured (host, check), in file order."""
+        return [
+            resolve(self.defaults, host, mode, check)
+            for host in self.hosts
+            for mode, check in host.checks.items()
+        ]

@@ -1,0 +1,109 @@
+"""Word a probe result as the Perl plugin does: status messages and perfdata.
+
+This is where a measurement meets its thresholds. The CLI, the worker and the consumer all
+call `report`, so the same measurement always gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from smtp_checks.shared.output.perfdata import Perfdata
+from smtp_checks.shared.output.plugin_output import PluginOutput
+from smtp_checks.shared.output.status import Status
+from smtp_checks.shared.output.thresholds import Thresholds
+from smtp_checks.shared.probe.failures import FailureKind, ProbeFailure
+from smtp_checks.shared.probe.phases import Phase
+from smtp_checks.shared.probe.result import ProbeResult, TlsInfo
+from smtp_checks.shared.probe.spec import Mode
+
+NO_THRESHOLDS = Thresholds(None, None)
+
+
+def report(
+    result: ProbeResult,
+    mode: Mode,
+    thresholds: Thresholds,
+    *,
+    cert_thresholds: Thresholds = NO_THRESHOLDS,
+    extra_perfdata: bool = False,
+    float_precision: int = 8,
+) -> PluginOutput:
+    output = PluginOutput()
+    if result.failure is not None:
+        status, text = failure_message(result.failure, mode)
+        output.add_message(status, text)
+        return output
+    if mode is Mode.MESSAGE:
+        output.add_message(Status.OK, "Message sent")
+    output.add_message(
+        thresholds.evaluate(result.time, float_precision),
+        f"Response time {result.time:.3f} second(s)",
+    )
+    output.add_perfdata(
+        Perfdata(
+            label="time",
+            value=result.time,
+            unit="s",
+            warning=thresholds.warning,
+            critical=thresholds.critical,
+            precision=3,
+        )
+    )
+    if cert_thresholds != NO_THRESHOLDS or extra_perfdata:
+        _report_certificate(output, result.tls, cert_thresholds, float_precision)
+    if extra_perfdata:
+        _report_phases(output, result)
+    return output
+
+
+def failure_message(failure: ProbeFailure, mode: Mode) -> tuple[Status, str]:
+    """The plugin's status and words for a failed session.
+
+    As in the plugin, login mode makes every failure CRITICAL, while message mode makes a
+    failure to connect UNKNOWN. Sending refused by the server is CRITICAL (the plugin said
+    OK for a refused recipient: we do not); sending that breaks otherwise is UNKNOWN.
+    """
+    if not failure.phase.sends_message:
+        status = Status.CRITICAL if mode is Mode.LOGIN else Status.UNKNOWN
+        return status, f"Unable to connect to SMTP: {failure.detail}"
+    status = Status.CRITICAL if failure.kind is FailureKind.REJECTED else Status.UNKNOWN
+    return status, f"Unable to send message: {failure.detail}"
+
+
+def _report_certificate(
+    output: PluginOutput, tls: TlsInfo | None, thresholds: Thresholds, float_precision: int
+) -> None:
+    if tls is None or tls.cert_days_left is None:
+        if thresholds != NO_THRESHOLDS:
+            output.add_message(Status.UNKNOWN, "No server certificate to check (TLS not used)")
+        return
+    days = tls.cert_days_left
+    if thresholds != NO_THRESHOLDS:
+        output.add_message(
+            thresholds.evaluate(days, float_precision),
+            f"Certificate expires in {days:.0f} day(s)",
+        )
+    output.add_perfdata(
+        Perfdata(
+            label="cert_days_left",
+            value=days,
+            unit="d",
+            warning=thresholds.warning,
+            critical=thresholds.critical,
+            precision=0,
+        )
+    )
+
+
+def _report_phases(output: PluginOutput, result: ProbeResult) -> None:
+    for phase in Phase:
+        if phase in result.phase_times:
+            output.add_perfdata(
+                Perfdata(
+                    label=f"time_{phase.value}",
+                    value=result.phase_times[phase],
+                    unit="s",
+                    precision=3,
+                )
+            )
+    if result.tls is not None:
+        output.add_message(Status.OK, None, long=f"TLS {result.tls.version} {result.tls.cipher}")

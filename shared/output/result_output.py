@@ -1,0 +1,49 @@
+"""Word a CheckResult as Centreon output: the same bytes `smtp-checks check` prints for the
+same measurement, and plugin-style UNKNOWNs for checks that never ran."""
+
+from __future__ import annotations
+
+from smtp_checks.shared.messages import CheckResult, Outcome
+from smtp_checks.shared.output.options import OutputOptions
+from smtp_checks.shared.output.plugin_output import PluginOutput
+from smtp_checks.shared.output.renderers import Rendered
+from smtp_checks.shared.output.report import report
+from smtp_checks.shared.output.status import Status
+from smtp_checks.shared.output.thresholds import ThresholdError, Thresholds
+
+_NOT_RUN_PREFIX = {
+    Outcome.STALE: "Could not start check in time",
+    Outcome.CREDENTIAL: "Cannot run check",
+    Outcome.THROTTLED: "Cannot run check",
+}
+
+
+def result_output(result: CheckResult) -> PluginOutput:
+    if not result.outcome.ran:
+        output = PluginOutput()
+        prefix = _NOT_RUN_PREFIX.get(result.outcome, "Cannot run check")
+        output.add_message(Status.UNKNOWN, f"{prefix}: {result.detail} (worker {result.worker})")
+        return output
+    try:
+        thresholds = Thresholds.parse(result.warning, result.critical)
+    except ThresholdError as error:  # validated upstream; a hand-made message may not be
+        output = PluginOutput()
+        output.add_message(Status.UNKNOWN, str(error))
+        return output
+    return report(result.probe_result(), result.mode, thresholds)
+
+
+def render_result(result: CheckResult, options: OutputOptions | None = None) -> Rendered:
+    """The plugin's text and exit code for `result`."""
+    return result_output(result).render(options or OutputOptions(mode=result.mode.value))
+
+
+def orphan_output(site_queue: str, waited: float) -> PluginOutput:
+    """For a scheduled check whose result never came: operators must see a dead site."""
+    output = PluginOutput()
+    output.add_message(
+        Status.UNKNOWN,
+        f"(service check orphaned: no worker on {site_queue} ran this check within "
+        f"{waited:.0f} s, is a worker of that site running?)",
+    )
+    return output

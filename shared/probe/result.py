@@ -1,0 +1,31 @@
+"""What the probe measured: total time, time per phase, TLS details, or a classified failure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from smtp_checks.shared.probe.failures import ProbeFailure
+from smtp_checks.shared.probe.phases import Phase
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    version: str  # e.g. TLSv1.3
+    cipher: str
+    cert_days_left: float | None  # None when the certificate could not be read
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """`time` is the plugin's measure: from before the connection is opened to after QUIT
+    (or to the failure). It never includes time spent waiting before the probe started."""
+
+    time: float
+    phase_times: dict[Phase, float] = field(default_factory=dict)
+    failure: ProbeFailure | None = None
+    tls: TlsInfo | None = None
+    transcript: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None

@@ -1,0 +1,59 @@
+"""SASL mechanisms for SMTP AUTH (RFC 4954): PLAIN, LOGIN and CRAM-MD5.
+
+A mechanism only computes what to answer; the probe drives the exchange. Which mechanism is
+"best" depends on the channel: over TLS, PLAIN is the standard choice; in clear text,
+CRAM-MD5 at least keeps the password off the wire.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from smtp_checks.shared.probe.spec import Credentials
+
+
+@dataclass(frozen=True)
+class Mechanism:
+    name: str
+
+    def initial_response(self, credentials: Credentials) -> bytes | None:
+        """What goes on the AUTH line itself, if the mechanism sends something first."""
+        if self.name == "PLAIN":
+            return f"\0{credentials.username}\0{credentials.password}".encode()
+        return None
+
+    def answer(self, challenge: bytes, step: int, credentials: Credentials) -> bytes:
+        """The answer to the server's `step`-th (0-based) 334 challenge, decoded."""
+        if self.name == "LOGIN":
+            return (credentials.username if step == 0 else credentials.password).encode()
+        if self.name == "CRAM-MD5":
+            digest = hmac.new(credentials.password.encode(), challenge, hashlib.md5).hexdigest()
+            return f"{credentials.username} {digest}".encode()
+        raise ValueError(f"{self.name} expects no challenge")
+
+
+SUPPORTED = {name: Mechanism(name) for name in ("PLAIN", "LOGIN", "CRAM-MD5")}
+_PREFERENCE_OVER_TLS = ("PLAIN", "LOGIN", "CRAM-MD5")
+_PREFERENCE_IN_CLEAR = ("CRAM-MD5", "PLAIN", "LOGIN")
+
+
+def choose(offered: Iterable[str], encrypted: bool) -> Mechanism | None:
+    """The best supported mechanism among those the server offers, or None."""
+    offered_names = {name.upper() for name in offered}
+    preference = _PREFERENCE_OVER_TLS if encrypted else _PREFERENCE_IN_CLEAR
+    for name in preference:
+        if name in offered_names:
+            return SUPPORTED[name]
+    return None
+
+
+def encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def decode(text: str) -> bytes:
+    return base64.b64decode(text.strip() or b"", validate=False)
