@@ -12,7 +12,7 @@ import asyncio
 import time
 
 from bench.servers import server_process
-from smtp_checks.shared.probe.session import run_probe
+from smtp_checks.shared.probe.asyncio_driver import run_probe
 from smtp_checks.shared.probe.spec import ProbeSpec, TlsMode, TlsSettings
 
 

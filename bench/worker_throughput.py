@@ -33,7 +33,7 @@ from typing import Any
 import redis
 
 from smtp_checks.shared.messages import CheckRequest
-from smtp_checks.shared.probe.session import run_probe
+from smtp_checks.shared.probe.asyncio_driver import run_probe
 from smtp_checks.shared.probe.spec import ProbeSpec, TlsMode, TlsSettings
 from smtp_checks.shared.result_queue import DEFAULT_PREFIX
 from tests.worker_harness import Deployment, publish

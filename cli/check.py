@@ -1,8 +1,11 @@
-"""`smtp-checks check`: the Perl plugin's behaviour, one check, plugin output and exit code."""
+"""`smtp-checks check`: the Perl plugin's behaviour, one check, plugin output and exit code.
+
+It runs as an active check once per service, so it must start fast: it drives the probe over
+a plain socket (shared/probe/socket_driver.py) and imports neither asyncio, pydantic nor
+Celery (a test asserts it)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from smtp_checks.cli.plugin_options import (
@@ -15,8 +18,7 @@ from smtp_checks.cli.plugin_options import (
 from smtp_checks.shared.output.renderers import render_option_error
 from smtp_checks.shared.output.report import report
 from smtp_checks.shared.output.status import Status
-from smtp_checks.shared.probe.result import ProbeResult
-from smtp_checks.shared.probe.session import run_probe
+from smtp_checks.shared.probe.socket_driver import run_probe
 
 
 def run_check(argv: list[str]) -> int:
@@ -34,7 +36,7 @@ def run_check(argv: list[str]) -> int:
 
 
 def _check(options: CheckOptions) -> int:
-    result = _probe(options)
+    result = run_probe(options.spec)
     if options.debug or options.spec.record_transcript:
         sys.stderr.write("".join(line + "\n" for line in result.transcript))
     output = report(
@@ -48,16 +50,6 @@ def _check(options: CheckOptions) -> int:
     rendered = output.render(options.output)
     _emit(rendered.text, options.output_file)
     return rendered.exit_code
-
-
-def _probe(options: CheckOptions) -> ProbeResult:
-    # Not asyncio.run(): it waits for executor threads at exit, and nothing may outlive the
-    # check's deadline (name resolution runs in daemon threads for the same reason).
-    loop = asyncio.new_event_loop()
-    try:
-        return loop.run_until_complete(run_probe(options.spec))
-    finally:
-        loop.close()
 
 
 def _emit(text: str, output_file: str | None) -> None:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from smtp_checks.shared.celery_app import CHECK_TASK
 from smtp_checks.shared.messages import CheckRequest, CheckResult, Handling, Outcome
-from smtp_checks.shared.probe.session import run_probe
+from smtp_checks.shared.probe.asyncio_driver import run_probe
 from smtp_checks.workers.result_publisher import ResultPublisher
 from smtp_checks.workers.secrets import SecretNotFound, resolve_secret
 from smtp_checks.workers.target_limits import LimiterUnavailable, PermitTimeout, TargetLimiter

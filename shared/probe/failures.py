@@ -35,11 +35,3 @@ class ProbeFailure:
         cls, kind: FailureKind, phase: Phase, detail: str | bytes, reply_code: int | None = None
     ) -> ProbeFailure:
         return cls(kind=kind, phase=phase, detail=sanitize(detail), reply_code=reply_code)
-
-
-class ProbeError(Exception):
-    """Raised inside the probe to abandon the session; carries the failure to report."""
-
-    def __init__(self, failure: ProbeFailure) -> None:
-        super().__init__(failure.detail)
-        self.failure = failure

@@ -1,4 +1,5 @@
-"""TLS client contexts (verifying by default) and what the probe reports about a session."""
+"""TLS for the probe: client contexts (verifying by default), what is reported about a
+session, and how a failed handshake is worded. Imported only by checks that use TLS."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import functools
 import ssl
 import time
 
+from smtp_checks.shared.probe.failures import FailureKind
 from smtp_checks.shared.probe.result import TlsInfo
 from smtp_checks.shared.probe.spec import TlsSettings
 
@@ -28,7 +30,18 @@ def client_context(settings: TlsSettings) -> ssl.SSLContext:
     return _context(settings.verify, settings.ca_file, settings.ca_path)
 
 
-def session_info(ssl_object: ssl.SSLObject, now: float | None = None) -> TlsInfo:
+def handshake_failure(error: BaseException) -> tuple[FailureKind, str]:
+    """A certificate that did not verify, told apart from any other handshake failure."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        reason = error.verify_message or error.reason or str(error)
+        return FailureKind.CERTIFICATE, f"certificate verify failed: {reason}"
+    if isinstance(error, ssl.SSLError):
+        return FailureKind.TLS, f"TLS handshake failed: {error.reason or error}"
+    detail = getattr(error, "strerror", None) or str(error) or "connection closed"
+    return FailureKind.TLS, f"TLS handshake failed: {detail}"
+
+
+def session_info(ssl_object: ssl.SSLObject | ssl.SSLSocket, now: float | None = None) -> TlsInfo:
     cipher = ssl_object.cipher()
     return TlsInfo(
         version=ssl_object.version() or "unknown",
@@ -37,7 +50,7 @@ def session_info(ssl_object: ssl.SSLObject, now: float | None = None) -> TlsInfo
     )
 
 
-def _days_left(ssl_object: ssl.SSLObject, now: float) -> float | None:
+def _days_left(ssl_object: ssl.SSLObject | ssl.SSLSocket, now: float) -> float | None:
     certificate = ssl_object.getpeercert()
     if certificate and "notAfter" in certificate:
         not_after = ssl.cert_time_to_seconds(str(certificate["notAfter"]))

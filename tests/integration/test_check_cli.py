@@ -617,6 +617,25 @@ def test_check_path_imports_neither_celery_nor_pydantic(plain_server: SmtpServer
     assert completed.stdout.splitlines()[-1] == "0 []", completed.stdout + completed.stderr
 
 
+@pytest.mark.parametrize("mode", ["login", "message"])
+def test_check_path_imports_no_asyncio_even_with_starttls(
+    starttls_server: SmtpServer, pki: Pki, mode: str
+) -> None:
+    code = (
+        "import sys\n"
+        "from smtp_checks.cli.main import main\n"
+        f"rc = main(['check', '{PLUGIN}', '--mode={mode}', '--hostname={starttls_server.host}',"
+        f" '--port={starttls_server.port}', '--smtp-options=ssl_verify_ca={pki.ca_pem_path}',"
+        f" '--smtp-from={FROM}', '--smtp-to={TO}'])\n"
+        "heavy = sorted(m for m in ('asyncio', 'celery', 'pydantic', 'redis') if m in sys.modules)\n"
+        "print(rc, heavy)\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert completed.stdout.splitlines()[-1] == "0 []", completed.stdout + completed.stderr
+
+
 def test_a_hostile_refusal_comes_out_as_one_harmless_line(
     check: Callable[..., Run], raw_server_factory: Callable[..., RawServer]
 ) -> None:

@@ -1,0 +1,228 @@
+"""Run an SMTP session (shared/probe/dialogue.py) over a plain socket: the driver of the
+one-shot `smtp-checks check`, which must start fast and so imports no asyncio.
+
+Every wait (connect, each read and write, each step of a TLS handshake) is a `select` bounded
+by what is left of the one deadline, on a non-blocking socket, so the deadline holds whatever
+the server does (silence, a byte a second, a TLS handshake fed byte by byte). Never raises for
+anything the server does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import socket
+import struct
+import sys
+import threading
+from time import monotonic, perf_counter
+from typing import TYPE_CHECKING
+
+from smtp_checks.shared.probe.dialogue import Close, Receive, Send, SmtpSession, StartTls
+from smtp_checks.shared.probe.failures import FailureKind
+from smtp_checks.shared.probe.result import ProbeResult
+from smtp_checks.shared.probe.spec import ProbeSpec
+from smtp_checks.shared.probe.wire import (
+    Addresses,
+    connect_failure,
+    is_ip_address,
+    local_fqdn,
+    look_up,
+    transfer_failure,
+)
+
+if TYPE_CHECKING:
+    import ssl
+
+_READ_SIZE = 65536
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+def run_probe(spec: ProbeSpec) -> ProbeResult:
+    """Run one session as `spec` says, within `spec.timeout`."""
+    message = None
+    if spec.message is not None:
+        from smtp_checks.shared.probe.message import build_message  # noqa: PLC0415 (slow import)
+
+        message = build_message(spec.message, spec.helo_name or local_fqdn())
+    helo_name = spec.helo_name or local_fqdn()
+    # Everything above happens before the clock starts: `time` is the server's time.
+    deadline = monotonic() + spec.timeout
+    session = SmtpSession(spec, helo_name=helo_name, message=message, started_at=perf_counter())
+    connection: _Connection | None = None
+    try:
+        connection = _connect(session, spec, deadline)
+        if connection is not None:
+            connection.drive()
+    except _DeadlinePassed:
+        session.timed_out(perf_counter())
+    finally:
+        if connection is not None:
+            connection.close()
+    return session.result()
+
+
+def _connect(session: SmtpSession, spec: ProbeSpec, deadline: float) -> _Connection | None:
+    addresses = _addresses(spec.host, spec.port, deadline)
+    if isinstance(addresses, str):
+        session.failed(FailureKind.DNS, addresses, perf_counter())
+        return None
+    failure = (FailureKind.NETWORK, "no address to connect to")
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            _open(sock, address, spec.port, deadline)
+        except OSError as error:
+            sock.close()
+            failure = connect_failure(error)
+            continue
+        except _DeadlinePassed:
+            sock.close()
+            raise
+        session.connected(perf_counter())
+        return _Connection(session, sock, deadline)
+    session.failed(*failure, perf_counter())
+    return None
+
+
+def _addresses(host: str, port: int, deadline: float) -> Addresses | str:
+    if is_ip_address(host):
+        return [host]
+    found: list[Addresses | str] = []
+    ready = threading.Event()
+
+    def done(outcome: Addresses | str) -> None:
+        found.append(outcome)
+        ready.set()
+
+    look_up(host, port, done)
+    if not ready.wait(max(0.0, deadline - monotonic())):
+        raise _DeadlinePassed
+    return found[0]
+
+
+def _open(sock: socket.socket, address: str, port: int, deadline: float) -> None:
+    code = sock.connect_ex((address, port))
+    if code in (errno.EINPROGRESS, errno.EWOULDBLOCK):
+        _wait(sock, deadline, write=True)
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise OSError(code, os.strerror(code))
+
+
+def _wait(sock: socket.socket, deadline: float, *, write: bool = False) -> None:
+    """Until `sock` can be read (or written), or raise _DeadlinePassed."""
+    left = deadline - monotonic()
+    if left <= 0:
+        raise _DeadlinePassed
+    readable, writable, _ = select.select(
+        [] if write else [sock], [sock] if write else [], [], left
+    )
+    if not readable and not writable:
+        raise _DeadlinePassed
+
+
+class _Connection:
+    """One non-blocking socket (plain, then perhaps TLS), driven for one session."""
+
+    def __init__(self, session: SmtpSession, sock: socket.socket, deadline: float) -> None:
+        self._session = session
+        self._sock: socket.socket | ssl.SSLSocket = sock
+        self._deadline = deadline
+        self._graceful = False
+
+    def drive(self) -> None:
+        while True:
+            action = self._session.next_action()
+            if isinstance(action, Send):
+                self._send(action.data)
+            elif isinstance(action, Receive):
+                self._receive()
+            elif isinstance(action, StartTls):
+                self._start_tls(action)
+            elif isinstance(action, Close):
+                self._graceful = action.graceful
+                return
+
+    def _send(self, data: bytes) -> None:
+        while data:
+            try:
+                data = data[self._sock.send(data) :]
+            except (BlockingIOError, InterruptedError):
+                _wait(self._sock, self._deadline, write=True)
+            except OSError as error:
+                if not self._wants(error):
+                    self._session.failed(*transfer_failure(error), perf_counter())
+                    return
+
+    def _receive(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(_READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                _wait(self._sock, self._deadline)
+                continue
+            except OSError as error:
+                if self._wants(error):
+                    continue
+                self._session.failed(*transfer_failure(error), perf_counter())
+                return
+            if data:
+                self._session.received(data, perf_counter())
+            else:
+                self._session.closed_by_peer(perf_counter())
+            return
+
+    def _wants(self, error: OSError) -> bool:
+        """A TLS socket that needs to read (or write) before it can go on: wait for it."""
+        ssl = sys.modules.get("ssl")  # a plain socket never wants anything
+        if ssl is None:
+            return False
+        if isinstance(error, ssl.SSLWantReadError):
+            _wait(self._sock, self._deadline)
+            return True
+        if isinstance(error, ssl.SSLWantWriteError):
+            _wait(self._sock, self._deadline, write=True)
+            return True
+        return False
+
+    def _start_tls(self, action: StartTls) -> None:
+        import ssl  # noqa: PLC0415 (only where TLS is used)
+
+        from smtp_checks.shared.probe.tls import (  # noqa: PLC0415
+            client_context,
+            handshake_failure,
+            session_info,
+        )
+
+        context = client_context(self._session.spec.tls)
+        tls = context.wrap_socket(
+            self._sock, server_hostname=action.server_hostname, do_handshake_on_connect=False
+        )
+        self._sock = tls
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                _wait(tls, self._deadline)
+            except ssl.SSLWantWriteError:
+                _wait(tls, self._deadline, write=True)
+            except OSError as error:
+                self._session.failed(*handshake_failure(error), perf_counter())
+                return
+        self._session.tls_started(session_info(tls), perf_counter())
+
+    def close(self) -> None:
+        if not self._graceful:
+            # Abort (RST), as the asyncio driver does: nothing waits on a hostile peer.
+            with contextlib.suppress(OSError):
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._sock.close()
