@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass
 
 import redis
 
+from smtp_checks.shared.identity import CheckIdentity, Identified
 from smtp_checks.shared.messages import CheckRequest
+from smtp_checks.shared.probe.spec import Mode
 
 DEFAULT_PREFIX = "smtp-checks:"
 DEFAULT_GRACE = 30.0  # seconds after the stale time before a missing result is an orphan
@@ -31,15 +33,22 @@ return runs
 
 
 @dataclass(frozen=True)
-class OutstandingRun:
-    run_id: str
-    check_id: str
-    host: str
-    service: str
-    site: str
-    scheduled_for: float
-    stale_at: float
-    adhoc: bool = False
+class OutstandingRun(Identified):
+    """A run the ledger awaits a result for."""
+
+    identity: CheckIdentity
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self.identity))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> OutstandingRun:
+        fields = json.loads(text)
+        if "identity" not in fields:  # version 1: an older beat's entry
+            fields = {**fields, "mode": fields["check_id"].rpartition("/")[2]}
+        else:
+            fields = fields["identity"]
+        return cls(CheckIdentity(**{**fields, "mode": Mode(fields["mode"])}))
 
 
 class Ledger:
@@ -56,21 +65,9 @@ class Ledger:
         """Record runs about to be published, in one round trip however many."""
         if not requests:
             return
-        runs = [
-            OutstandingRun(
-                run_id=request.run_id,
-                check_id=request.check_id,
-                host=request.host,
-                service=request.service,
-                site=request.site,
-                scheduled_for=request.scheduled_for,
-                stale_at=request.stale_at,
-                adhoc=request.adhoc,
-            )
-            for request in requests
-        ]
+        runs = [OutstandingRun(request.identity) for request in requests]
         pipe = self._client.pipeline()
-        pipe.hset(self._runs_key, mapping={run.run_id: json.dumps(asdict(run)) for run in runs})
+        pipe.hset(self._runs_key, mapping={run.run_id: run.to_json() for run in runs})
         pipe.zadd(self._due_key, {run.run_id: run.stale_at + self.grace for run in runs})
         pipe.execute()
 
@@ -86,7 +83,7 @@ class Ledger:
     def take_orphans(self, now: float, limit: int = 1000) -> list[OutstandingRun]:
         """Remove and return the runs whose result is overdue at `now`."""
         raw = self._take_due(keys=[self._due_key, self._runs_key], args=[now, limit])
-        return [OutstandingRun(**json.loads(item)) for item in raw if item is not None]
+        return [OutstandingRun.from_json(item) for item in raw if item is not None]
 
     def count(self) -> int:
         return int(self._client.zcard(self._due_key))

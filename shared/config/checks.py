@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from smtp_checks.shared.config.values import SecretRef
+from smtp_checks.shared.identity import CheckIdentity
 from smtp_checks.shared.output.thresholds import Thresholds
 from smtp_checks.shared.probe.spec import MessageSpec, Mode, TlsMode
 
@@ -37,6 +38,22 @@ class ScheduledCheck:
     username: str | None
     password: SecretRef | None
     message: MessageSpec | None
+
+    def identity(
+        self, run_id: str, *, scheduled_for: float, stale_at: float, adhoc: bool = False
+    ) -> CheckIdentity:
+        """The identity of one run of this check."""
+        return CheckIdentity(
+            check_id=self.check_id,
+            host=self.host,
+            service=self.service,
+            site=self.site,
+            mode=self.mode,
+            run_id=run_id,
+            scheduled_for=scheduled_for,
+            stale_at=stale_at,
+            adhoc=adhoc,
+        )
 
     @property
     def thresholds(self) -> Thresholds:

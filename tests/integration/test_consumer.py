@@ -5,6 +5,7 @@ the outbox, the command file, and a consumer fed through the broker.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import os
 import threading
 import time
@@ -231,7 +232,7 @@ def test_orphaned_runs_become_unknown_once(
         [
             payload(
                 make_result(config, "mx1", at=clock.now - 80).model_copy(
-                    update={"run_id": answered.run_id}
+                    update={"identity": answered.identity}
                 )
             )
         ]
@@ -253,7 +254,8 @@ def test_unknown_services_and_invalid_messages_are_counted_not_forwarded(
     harness: tuple[Harness, Config, Clock],
 ) -> None:
     h, config, clock = harness
-    stranger = make_result(config, at=clock.now).model_copy(update={"host": "nobody"})
+    result = make_result(config, at=clock.now)
+    stranger = result.model_copy(update={"identity": replace(result.identity, host="nobody")})
     h.processor.handle([payload(stranger), b"garbage", b'{"schema_version": 1}'])
     assert h.forwarded() == []
     assert h.processor.counts["unknown_service"] == 1 and h.processor.counts["invalid"] == 2

@@ -1,0 +1,112 @@
+"""CheckRequest: what a worker is asked to run (scheduler -> worker).
+
+A request carries a *reference* to the SMTP password (`env:NAME` or `file:PATH`), never the
+password: the worker resolves it from its own environment.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from smtp_checks.shared.config import ScheduledCheck, SecretRef
+from smtp_checks.shared.identity import CheckIdentity, Identified
+from smtp_checks.shared.messages import version_1
+from smtp_checks.shared.probe.spec import Credentials, MessageSpec, ProbeSpec, TlsMode, TlsSettings
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(_Message):
+    address: str
+    port: int = Field(gt=0, lt=65536)
+    tls: TlsMode
+    verify_tls: bool = True
+    ca_file: str | None = None
+    timeout: float = Field(gt=0)
+
+
+class MessageParams(_Message):
+    sender: str
+    to: tuple[str, ...] = Field(min_length=1)
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    subject: str
+    body: str
+    content_type: str
+    charset: str
+    reply_to: str | None = None
+
+    @classmethod
+    def from_spec(cls, spec: MessageSpec) -> MessageParams:
+        return cls(**{name: getattr(spec, name) for name in cls.model_fields})
+
+    def to_spec(self) -> MessageSpec:
+        return MessageSpec(**self.model_dump())
+
+
+class CheckRequest(Identified, _Message):
+    schema_version: Literal[2] = 2
+    identity: CheckIdentity
+    target: Target
+    message: MessageParams | None = None
+    warning: str | None = None
+    critical: str | None = None
+    username: str | None = None
+    password_ref: str | None = None  # env:NAME or file:PATH, resolved on the worker
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_1(cls, data: Any) -> Any:
+        return version_1.upgraded(data)
+
+    @field_validator("password_ref")
+    @classmethod
+    def _reference_only(cls, value: str | None) -> str | None:
+        if value is not None:
+            SecretRef.parse(value)  # raises on anything but env:NAME / file:PATH
+        return value
+
+    @classmethod
+    def from_scheduled(
+        cls, check: ScheduledCheck, *, scheduled_for: float, stale_at: float, adhoc: bool = False
+    ) -> CheckRequest:
+        return cls(
+            identity=check.identity(
+                uuid.uuid4().hex, scheduled_for=scheduled_for, stale_at=stale_at, adhoc=adhoc
+            ),
+            target=Target(
+                address=check.address,
+                port=check.port,
+                tls=check.tls,
+                verify_tls=check.verify_tls,
+                ca_file=check.ca_file,
+                timeout=check.timeout,
+            ),
+            message=MessageParams.from_spec(check.message) if check.message else None,
+            warning=check.warning,
+            critical=check.critical,
+            username=check.username,
+            password_ref=str(check.password) if check.password else None,
+        )
+
+    def probe_spec(self, password: str | None) -> ProbeSpec:
+        """What to probe, once the worker has resolved the password."""
+        credentials = None
+        if self.username:
+            credentials = Credentials(self.username, password or "")
+        return ProbeSpec(
+            host=self.target.address,
+            port=self.target.port,
+            mode=self.identity.mode,
+            tls=TlsSettings(
+                mode=self.target.tls, verify=self.target.verify_tls, ca_file=self.target.ca_file
+            ),
+            timeout=self.target.timeout,
+            credentials=credentials,
+            message=self.message.to_spec() if self.message else None,
+        )

@@ -1,0 +1,160 @@
+"""CheckResult: what a worker measured, or why it did not run (worker -> consumer)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from smtp_checks.shared.identity import CheckIdentity, Identified
+from smtp_checks.shared.messages import version_1
+from smtp_checks.shared.probe.failures import FailureKind, ProbeFailure
+from smtp_checks.shared.probe.phases import Phase
+from smtp_checks.shared.probe.result import ProbeResult, TlsInfo
+from smtp_checks.shared.sanitize import sanitize
+
+if TYPE_CHECKING:
+    from smtp_checks.shared.messages.request import CheckRequest
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Handling:
+    """How a worker handled a request, before any probing: who, when, how long it waited."""
+
+    worker: str
+    received_at: float  # epoch seconds
+    queue_wait: float
+    permit_wait: float = 0.0
+    redelivered: bool = False
+
+
+
+class Outcome(StrEnum):
+    """How a check ended: success, a probe failure kind, or why it did not run at all."""
+
+    SUCCESS = "success"
+    DNS = FailureKind.DNS.value
+    REFUSED = FailureKind.REFUSED.value
+    NETWORK = FailureKind.NETWORK.value
+    TIMEOUT = FailureKind.TIMEOUT.value
+    TLS = FailureKind.TLS.value
+    CERTIFICATE = FailureKind.CERTIFICATE.value
+    AUTH = FailureKind.AUTH.value
+    REJECTED = FailureKind.REJECTED.value
+    PROTOCOL = FailureKind.PROTOCOL.value
+    STALE = "stale"  # arrived (or was redelivered) after its stale time: not run
+    CREDENTIAL = "credential"  # the password reference did not resolve on the worker
+    THROTTLED = "throttled"  # no per-target session permit before the deadline
+    LIMITER_DOWN = "limiter_down"  # the per-target limiter's Redis was unreachable
+
+    @property
+    def ran(self) -> bool:
+        """True when the probe talked to the server (its time and failure mean something)."""
+        return self.value in _PROBE_OUTCOMES
+
+
+_PROBE_OUTCOMES = frozenset({"success", *(kind.value for kind in FailureKind)})
+
+
+class CheckResult(Identified, _Message):
+    schema_version: Literal[2] = 2
+    identity: CheckIdentity  # the request's: the consumer needs nothing else to render it
+    warning: str | None = None
+    critical: str | None = None
+    # Who ran it and when (epoch seconds).
+    worker: str
+    received_at: float  # the worker took the message
+    started_at: float | None = None  # the probe started (after any permit wait)
+    ended_at: float
+    queue_wait: float  # seconds between the scheduled time and the worker taking it
+    permit_wait: float = 0.0  # seconds spent waiting for a per-target permit
+    redelivered: bool = False
+    # What happened. `detail` is sanitised server or worker text, safe to forward.
+    outcome: Outcome
+    phase: Phase | None = None
+    detail: str = ""
+    reply_code: int | None = None
+    time: float | None = None  # the plugin's `time`: connect to QUIT, never queue or permit
+    phase_times: dict[Phase, float] = {}
+    tls_version: str | None = None
+    tls_cipher: str | None = None
+    cert_days_left: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_1(cls, data: Any) -> Any:
+        return version_1.upgraded(data)
+
+    @field_validator("detail", "tls_version", "tls_cipher")
+    @classmethod
+    def _sanitised(cls, value: str | None) -> str | None:
+        # The worker sanitised it; a result is still network-borne text when it reaches the
+        # consumer, and only sanitised text may go on to Centreon.
+        return None if value is None else sanitize(value)
+
+    @classmethod
+    def not_run(
+        cls, request: CheckRequest, handling: Handling, outcome: Outcome, detail: str
+    ) -> CheckResult:
+        """A result for a request the worker did not (or could not) probe."""
+        return cls.model_validate(
+            {
+                "identity": request.identity,
+                "warning": request.warning,
+                "critical": request.critical,
+                **asdict(handling),
+                "ended_at": time.time(),
+                "outcome": outcome,
+                "detail": detail,
+            }
+        )
+
+    @classmethod
+    def from_probe(
+        cls, request: CheckRequest, handling: Handling, probe: ProbeResult, started_at: float
+    ) -> CheckResult:
+        failure, tls = probe.failure, probe.tls
+        return cls.model_validate(
+            {
+                "identity": request.identity,
+                "warning": request.warning,
+                "critical": request.critical,
+                **asdict(handling),
+                "started_at": started_at,
+                "ended_at": started_at + probe.time,
+                "outcome": Outcome.SUCCESS if failure is None else Outcome(failure.kind.value),
+                "phase": failure.phase if failure else None,
+                "detail": failure.detail if failure else "",
+                "reply_code": failure.reply_code if failure else None,
+                "time": probe.time,
+                "phase_times": probe.phase_times,
+                "tls_version": tls.version if tls else None,
+                "tls_cipher": tls.cipher if tls else None,
+                "cert_days_left": tls.cert_days_left if tls else None,
+            }
+        )
+
+    def probe_result(self) -> ProbeResult:
+        """The measurement back as the probe gave it, for the shared output code.
+        Only meaningful when `outcome.ran`."""
+        failure = None
+        if self.outcome is not Outcome.SUCCESS:
+            failure = ProbeFailure(
+                kind=FailureKind(self.outcome.value),
+                phase=self.phase or Phase.CONNECT,
+                detail=self.detail,
+                reply_code=self.reply_code,
+            )
+        tls = None
+        if self.tls_version is not None:
+            tls = TlsInfo(self.tls_version, self.tls_cipher or "", self.cert_days_left)
+        return ProbeResult(
+            time=self.time or 0.0, phase_times=dict(self.phase_times), failure=failure, tls=tls
+        )
