@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/smtp-checks run --demo $(if $(DURATION),--duration $(DURATION))
 
-# The whole suite: lint, format check, strict typing on shared/, then every test.
+# The whole suite: lint, format check, strict typing, the layers of the house, then every test.
 test: $(STAMP) lint
 	$(BIN)/pytest
 
@@ -27,6 +27,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.probe_throughput

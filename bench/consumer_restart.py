@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from smtp_checks.consumer.delivery import LEASE_TTL
+from smtp_checks.consumer.deliverer import LEASE_TTL
 from tests.centreon_api_fake import CentreonApiFake
 from tests.e2e.pipeline import Pipeline, host, wait_until
 from tests.e2e.test_centreon_delivery import api_forwarder, wave

@@ -30,7 +30,7 @@ REDIS_URL = "redis://127.0.0.1:6379/9"
 def _stop_when_done(service: ConsumerService, expected: int) -> None:
     """Stop the consumer once every result is recorded and every outbox is empty."""
     while service.processor.counts["change"] < expected or any(
-        d.outbox.length() for d in service.deliveries
+        d.outbox.length() for d in service.deliverers
     ):
         time.sleep(0.05)
     service.stop()

@@ -18,13 +18,15 @@ import time
 
 import redis
 
-from smtp_checks.consumer.delivery import BATCH_SIZE, Backoff, Delivery
+from smtp_checks.consumer.deliverer import BATCH_SIZE, Deliverer
 from smtp_checks.consumer.forwarders.api_v1 import ApiV1Forwarder
 from smtp_checks.consumer.forwarders.api_v2 import ApiV2Forwarder
 from smtp_checks.consumer.forwarders.base import PassiveResult
 from smtp_checks.consumer.forwarders.http_forwarder import MAX_BATCH, HttpForwarder
 from smtp_checks.consumer.outbox import Outbox
+from smtp_checks.shared.backoff import Backoff
 from tests.centreon_api_fake import CentreonApiFake
+from tests.passive_results import passive
 
 REDIS_URL = "redis://127.0.0.1:6379/9"
 PASSWORD = "bench-Secret1"
@@ -32,7 +34,7 @@ PASSWORD = "bench-Secret1"
 
 def results(count: int) -> list[PassiveResult]:
     return [
-        PassiveResult(f"mx{n}", "SMTP-Login", n % 3, f"OK: Response time 0.{n % 1000:03d} second(s)",
+        passive(f"mx{n}", "SMTP-Login", n % 3, f"OK: Response time 0.{n % 1000:03d} second(s)",
                       f"'time'=0.{n % 1000:03d}s;;;;", time.time())
         for n in range(count)
     ]  # fmt: skip
@@ -62,7 +64,7 @@ def run(
         fake.delay = delay
         before = len(fake.requests)
         stop = threading.Event()
-        delivery = Delivery(outbox, forwarder, stop, backoff=Backoff())
+        delivery = Deliverer(outbox, forwarder, stop, backoff=Backoff())
         started = time.perf_counter()
         delivery.start()
         while outbox.length():

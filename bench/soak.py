@@ -58,9 +58,10 @@ from typing import Any
 import redis
 import yaml
 
+from smtp_checks.shared.keys import KEYS
+
 ROOT = Path(__file__).resolve().parent.parent
 CHECK_SMTP = "/usr/lib/nagios/plugins/check_smtp"
-PREFIX = "smtp-checks:"
 SITES = ("a", "b")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -230,7 +231,7 @@ class KeyEvents(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
-        sched = f"{PREFIX}sched:".encode()
+        sched = KEYS.slots.encode()
         try:
             while not self.stop_event.is_set():
                 message = self.pubsub.get_message(timeout=0.5)
@@ -259,7 +260,7 @@ class ResultPushes(threading.Thread):
         self.recorded: list[float] = []
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
-        self._pushes = [f'"{verb}" "{PREFIX}results" '.encode() for verb in ("RPUSH", "rpush")]
+        self._pushes = [f'"{verb}" "{KEYS.results}" '.encode() for verb in ("RPUSH", "rpush")]
         self._connection = self.client.connection_pool.get_connection()
         self._connection.send_command("MONITOR")
         if self._connection.read_response() not in (b"OK", "OK"):
@@ -308,7 +309,7 @@ class ResultSampler(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.wait(0.2):
             try:
-                raw = self.client.lrange(f"{PREFIX}results", 0, self.limit - 1)
+                raw = self.client.lrange(KEYS.results, 0, self.limit - 1)
             except redis.RedisError:
                 continue
             for item in raw:
@@ -601,18 +602,18 @@ def soak(args: argparse.Namespace, directory: Path, children: Children) -> Repor
     print("stopping the beat, draining ...", flush=True)
     beat_code = beat.stop()
     beat_stopped = time.time()
-    ledger_key = f"{PREFIX}outstanding"
+    ledger_key = KEYS.outstanding
     drain_limit = args.interval + 30 + 20  # stale time + the default orphan grace + margin
     drained = wait_until(lambda: client.zcard(ledger_key) == 0, drain_limit)
     drain_seconds = time.time() - beat_stopped
     outstanding_left = int(client.zcard(ledger_key))
     worker_codes = [w.stop() for w in workers]
-    wait_until(lambda: client.llen(f"{PREFIX}results") == 0, 15)
-    outbox = f"{PREFIX}outbox:command_file:{fifo}"
+    wait_until(lambda: client.llen(KEYS.results) == 0, 15)
+    outbox = KEYS.outbox(f"command_file:{fifo}")
     wait_until(lambda: client.llen(outbox) == 0, 15)
     time.sleep(1.0)  # the last keyspace events and FIFO lines
     consumer_code = consumer.stop()
-    results_left = int(client.llen(f"{PREFIX}results"))
+    results_left = int(client.llen(KEYS.results))
     outbox_left = int(client.llen(outbox))
     events.stop_event.set()
     pushes.stop_event.set()

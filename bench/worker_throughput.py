@@ -32,10 +32,10 @@ from typing import Any
 
 import redis
 
+from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.messages import CheckRequest
 from smtp_checks.shared.probe.asyncio_driver import run_probe
 from smtp_checks.shared.probe.spec import ProbeSpec, TlsMode, TlsSettings
-from smtp_checks.shared.result_queue import DEFAULT_PREFIX
 from tests.worker_harness import Deployment, publish
 
 REDIS_BASE = "redis://127.0.0.1:6379"
@@ -211,7 +211,7 @@ def prefill(deployment: Deployment, count: int, rate: float = 0.0) -> float:
 
 def results_key() -> str:
     """The Redis list workers push CheckResults to (shared/result_queue.py)."""
-    return f"{DEFAULT_PREFIX}results"
+    return KEYS.results
 
 
 def decode_results(client: redis.Redis) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections import defaultdict
 
-from smtp_checks.shared.config import Config, ConfigError, load_config
+from smtp_checks.shared.config import Config, load_config
 
 USAGE = "usage: smtp-checks config check FILE\n"
 
@@ -19,11 +19,7 @@ def run_config(argv: list[str]) -> int:
         sys.stderr.write(f"smtp-checks config: expected 'check FILE'\n{USAGE}")
         return 2
     path = argv[1]
-    try:
-        config = load_config(path)
-    except ConfigError as error:
-        sys.stderr.write("".join(f"{problem}\n" for problem in error.problems))
-        return 2
+    config = load_config(path)  # every problem, one per line (cli/main.py)
     sys.stdout.write(summary(path, config))
     return 0
 

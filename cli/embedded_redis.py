@@ -19,9 +19,12 @@ from pathlib import Path
 
 import redis
 
+from smtp_checks.shared.errors import SetupError
+from smtp_checks.shared.redis_client import connect
 
-class EmbeddedRedisError(Exception):
-    pass
+
+class EmbeddedRedisError(SetupError):
+    """No redis-server to start, or it did not come up."""
 
 
 def redis_server_binary() -> str:
@@ -65,7 +68,7 @@ class EmbeddedRedis:
             ],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=0.5)
+        client = connect(self.redis_url, socket_timeout=0.5)
         deadline = time.monotonic() + timeout
         while True:
             if self._process.poll() is not None:
@@ -86,7 +89,7 @@ class EmbeddedRedis:
         if self._process is not None and self._process.poll() is None:
             # A shutting-down server closes the connection: that is its answer.
             with contextlib.suppress(redis.RedisError):
-                redis.Redis.from_url(self.redis_url).shutdown(nosave=False)
+                connect(self.redis_url).shutdown(nosave=False)
             try:
                 self._process.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -6,7 +6,11 @@ check once per service and must start fast, so it never imports Celery or pydant
 
 from __future__ import annotations
 
+import importlib
 import sys
+from collections.abc import Callable
+
+from smtp_checks.shared.errors import ConfigError, SmtpChecksError
 
 USAGE = """\
 usage: smtp-checks COMMAND [options]
@@ -28,7 +32,20 @@ commands:
 """
 
 
-def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 (one return per command)
+_COMMANDS = {
+    "check": ("smtp_checks.cli.check", "run_check"),
+    "config": ("smtp_checks.cli.config_check", "run_config"),
+    "run": ("smtp_checks.cli.run", "run_all"),
+    "consumer": ("smtp_checks.cli.consumer", "run_consumer"),
+    "beat": ("smtp_checks.cli.beat", "run_beat"),
+    "enqueue": ("smtp_checks.cli.enqueue", "run_enqueue"),
+    "worker": ("smtp_checks.cli.worker", "run_worker"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a sub-command; its exit code. Every error of ours ends here: its message on
+    standard error, its exit code (shared/errors.py)."""
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help", "help"):
         sys.stdout.write(USAGE)
@@ -37,36 +54,20 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0911 (one return per
     if command.startswith("--"):
         # A Centreon command line written for the Perl plugin: `smtp-checks --plugin=...`.
         command, rest = "check", args
-    if command == "check":
-        from smtp_checks.cli.check import run_check  # noqa: PLC0415
-
-        return run_check(rest)
-    if command == "config":
-        from smtp_checks.cli.config_check import run_config  # noqa: PLC0415
-
-        return run_config(rest)
-    if command == "run":
-        from smtp_checks.cli.run import run_all  # noqa: PLC0415
-
-        return run_all(rest)
-    if command == "consumer":
-        from smtp_checks.cli.consumer import run_consumer  # noqa: PLC0415
-
-        return run_consumer(rest)
-    if command == "beat":
-        from smtp_checks.cli.beat import run_beat  # noqa: PLC0415
-
-        return run_beat(rest)
-    if command == "enqueue":
-        from smtp_checks.cli.beat import run_enqueue  # noqa: PLC0415
-
-        return run_enqueue(rest)
-    if command == "worker":
-        from smtp_checks.cli.worker import run_worker  # noqa: PLC0415
-
-        return run_worker(rest)
-    sys.stderr.write(f"smtp-checks: unknown command '{command}'\n{USAGE}")
-    return 2
+    if command not in _COMMANDS:
+        sys.stderr.write(f"smtp-checks: unknown command '{command}'\n{USAGE}")
+        return 2
+    module, function = _COMMANDS[command]
+    # Only the chosen command's modules are imported: `check` must start fast.
+    run: Callable[[list[str]], int] = getattr(importlib.import_module(module), function)
+    try:
+        return run(rest)
+    except ConfigError as error:
+        sys.stderr.write(f"{error}\n")  # one line per problem, each naming its file
+        return error.exit_code
+    except SmtpChecksError as error:
+        sys.stderr.write(f"smtp-checks {command}: {error}\n")
+        return error.exit_code
 
 
 if __name__ == "__main__":

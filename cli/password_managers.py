@@ -8,15 +8,16 @@ anything else is refused with a clear message rather than guessed at.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections.abc import Mapping
+
+from smtp_checks.shared.errors import OptionError
 
 _PATH_STEP = re.compile(r"\.([A-Za-z0-9_\-]+)|\[(\d+)\]|\[['\"]([^'\"]+)['\"]\]")
 _REFERENCE = re.compile(r"%\{(.*?)\}")
 
 
-class PasswordManagerError(ValueError):
+class PasswordManagerError(OptionError, ValueError):
     pass
 
 
@@ -49,6 +50,8 @@ def _apply_file(args: argparse.Namespace) -> None:
         return
     try:
         with open(args.secret_file, encoding="utf-8") as handle:
+            import json  # noqa: PLC0415 (only for --pass-manager=file)
+
             secrets = json.load(handle)
     except OSError as error:
         raise PasswordManagerError(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from smtp_checks.cli import password_managers
+from smtp_checks.shared.errors import OptionError
 from smtp_checks.shared.output.options import (
     OutputOptions,
     parse_change_exits,
@@ -26,8 +27,10 @@ from smtp_checks.shared.output.options import (
 )
 from smtp_checks.shared.output.perl_regex import Substitution
 from smtp_checks.shared.output.thresholds import ThresholdError, Thresholds
-from smtp_checks.shared.probe.sasl import SUPPORTED
+
+__all__ = ["CheckOptions", "InfoRequest", "OptionError", "output_options_or_default", "parse"]
 from smtp_checks.shared.probe.spec import (
+    MECHANISMS,
     Credentials,
     MessageSpec,
     Mode,
@@ -44,10 +47,6 @@ _SMTP_OPTIONS = frozenset(
 _SEND_OPTIONS = frozenset({"subject", "body", "contenttype", "charset", "cc", "bcc", "replyto"})
 _VERIFY_NONE = frozenset({"0", "SSL_VERIFY_NONE"})
 _VERIFY_PEER = frozenset({"1", "SSL_VERIFY_PEER"})
-
-
-class OptionError(Exception):
-    """A command-line problem; the text is what the plugin prints after `UNKNOWN: `."""
 
 
 @dataclass(frozen=True)
@@ -304,8 +303,8 @@ def _credentials(args: argparse.Namespace, auth: str | None) -> Credentials | No
     mechanism = None
     if auth is not None and auth.upper() != "AUTO":
         mechanism = auth.upper()
-        if mechanism not in SUPPORTED:
-            known = ", ".join(SUPPORTED)
+        if mechanism not in MECHANISMS:
+            known = ", ".join(MECHANISMS)
             raise OptionError(f"AUTH mechanism '{auth}' is not supported (AUTO, none, {known})")
     return Credentials(username=username, password=args.password, mechanism=mechanism)
 

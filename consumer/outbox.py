@@ -24,6 +24,7 @@ import redis
 
 from smtp_checks.consumer.forwarders.base import PassiveResult
 from smtp_checks.shared.batch_list import BatchList
+from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.lease import Lease
 
 # What a settled result leaves in the in-flight list: positions never shift, so a batch
@@ -61,16 +62,15 @@ class Batch:
 
 class Outbox:
     def __init__(
-        self, client: redis.Redis, name: str, *, max_length: int, prefix: str = "smtp-checks:"
+        self, client: redis.Redis, name: str, *, max_length: int, keys: Keys = KEYS
     ) -> None:
-        base = f"{prefix}outbox:{name}"
-        self.key = base
-        self._inflight = f"{base}:inflight"
-        self._stats = f"{base}:stats"
+        self.key = keys.outbox(name)
+        self._inflight = keys.outbox_inflight(name)
+        self._stats = keys.outbox_stats(name)
         self._client = client
         self.max_length = max_length
-        self.lease = Lease(client, f"{base}:lock")
-        self._list = BatchList(client, base)
+        self.lease = Lease(client, keys.outbox_lease(name))
+        self._list = BatchList(client, self.key)
         self._trim = client.register_script(_TRIM)
 
     def take(self, size: int) -> Batch:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import redis
 
 from smtp_checks.consumer.forwarders.base import PassiveResult
+from smtp_checks.shared.keys import KEYS, Keys
 
 # KEYS: states hash, resend zset, outbox lists...
 # ARGV: service field, passive result JSON (with its run id), now, resend interval.
@@ -91,11 +92,11 @@ class ServiceStates:
         outbox_keys: list[str],
         *,
         resend_interval: float,
-        prefix: str = "smtp-checks:",
+        keys: Keys = KEYS,
     ) -> None:
         self._client = client
-        self._states = f"{prefix}states"
-        self._resend = f"{prefix}states:resend"
+        self._states = keys.states
+        self._resend = keys.states_resend
         self._outboxes = outbox_keys
         self.resend_interval = resend_interval
         self._record = client.register_script(_RECORD)

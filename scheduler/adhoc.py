@@ -25,30 +25,27 @@ import redis
 from celery import Celery
 
 from smtp_checks.scheduler.publisher import publish_runs
-from smtp_checks.shared.adhoc_replies import AdhocReplies
 from smtp_checks.shared.celery_app import make_app
 from smtp_checks.shared.config import Config, ScheduledCheck
-from smtp_checks.shared.messages import CheckRequest, CheckResult
+from smtp_checks.shared.errors import SetupError
+from smtp_checks.shared.messages import CheckRequest
 from smtp_checks.shared.outstanding import Ledger
 from smtp_checks.shared.probe.spec import Mode
-
-
-class AdhocError(Exception):
-    """The ad hoc check cannot be enqueued; the message says why."""
+from smtp_checks.shared.redis_client import connect as connect_redis
 
 
 def find_check(config: Config, host: str, mode: Mode | str) -> ScheduledCheck:
-    """The configured check `mode` of `host`; AdhocError naming what exists otherwise."""
+    """The configured check `mode` of `host`; SetupError naming what exists otherwise."""
     checks = [check for check in config.scheduled_checks() if check.host == host]
     if not checks:
         known = ", ".join(sorted({check.host for check in config.scheduled_checks()})) or "none"
-        raise AdhocError(f"unknown host '{host}' (hosts in the config: {known})")
+        raise SetupError(f"unknown host '{host}' (hosts in the config: {known})")
     wanted = mode.value if isinstance(mode, Mode) else mode
     for check in checks:
         if check.mode.value == wanted:
             return check
     configured = ", ".join(check.mode.value for check in checks)
-    raise AdhocError(f"host '{host}' has no {wanted} check (configured: {configured})")
+    raise SetupError(f"host '{host}' has no {wanted} check (configured: {configured})")
 
 
 def enqueue_check(
@@ -64,29 +61,17 @@ def enqueue_check(
     return request
 
 
-def run_adhoc(config: Config, host: str, mode: Mode | str, wait: float) -> CheckResult | None:
-    """Enqueue one run and wait up to `wait` seconds for its result (None if none came)."""
-    app, client = connect(config, wait=wait)
-    try:
-        request = enqueue_check(
-            config, host, mode, app=app, ledger=Ledger(client, grace=config.centreon.orphan_grace)
-        )
-        return AdhocReplies(client).wait(request.run_id, wait)
-    finally:
-        client.close()
-
-
 def connect(config: Config, *, wait: float = 0.0) -> tuple[Celery, redis.Redis]:
-    """The broker and the state Redis an enqueuer needs; AdhocError if one is missing.
+    """The broker and the state Redis an enqueuer needs; SetupError if one is missing.
     The Redis client's socket timeout outlasts a wait of `wait` seconds for the result."""
     if config.broker_url is None:
-        raise AdhocError("broker_url is not set: an ad hoc check needs the workers' broker")
+        raise SetupError("broker_url is not set: an ad hoc check needs the workers' broker")
     if config.state_redis_url is None:
-        raise AdhocError(
+        raise SetupError(
             "no Redis for the outstanding runs and the replies: set redis_url "
             "(or use a Redis broker_url)"
         )
     app = make_app(config.broker_url, config.sites, visibility_timeout=config.visibility_timeout)
     # redis-py's default socket timeout (5 s) would cut a longer blocking wait short.
-    client = redis.Redis.from_url(config.state_redis_url, socket_timeout=max(5.0, wait + 5.0))
+    client = connect_redis(config.state_redis_url, socket_timeout=max(5.0, wait + 5.0))
     return app, client

@@ -36,8 +36,9 @@ from smtp_checks.scheduler.publisher import RunPublisher
 from smtp_checks.scheduler.schedule import Cadence, Slot
 from smtp_checks.shared.celery_app import make_app
 from smtp_checks.shared.config import Config, ConfigError, ScheduledCheck, load_config
+from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.messages import CheckRequest
-from smtp_checks.shared.outstanding import DEFAULT_PREFIX, Ledger
+from smtp_checks.shared.outstanding import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,6 @@ COALESCE = 0.02
 BATCH_SIZE = 500  # runs per claim/publish round; leadership is re-checked between rounds
 RETRY_DELAY = 1.0  # seconds before a run whose claim failed (Redis down) is tried again
 SUMMARY_EVERY = 60.0  # seconds between INFO summaries
-
-
-def leader_key(prefix: str = DEFAULT_PREFIX) -> str:
-    return f"{prefix}beat:leader"
 
 
 @dataclass
@@ -95,19 +92,18 @@ class Beat:
         lock: LeaderLock,
         config_path: str | Path | None = None,
         app: Celery | None = None,
-        prefix: str = DEFAULT_PREFIX,
+        keys: Keys = KEYS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._config = config
         self._client = client
         self._lock = lock
         self._path = Path(config_path) if config_path is not None else None
-        self._prefix = prefix
         self._clock = clock
         # The ledger's due time is the stale time plus the config's orphan grace.
-        self._ledger = Ledger(client, prefix=prefix, grace=config.centreon.orphan_grace)
+        self._ledger = Ledger(client, keys=keys, grace=config.centreon.orphan_grace)
         self._publisher = RunPublisher(
-            app or _app_for(config), client, ledger=self._ledger, prefix=prefix
+            app or _app_for(config), client, ledger=self._ledger, keys=keys
         )
         self._entries: dict[str, _Entry] = {}
         self._due: dict[str, float] = {}  # check id -> the due time its heap item carries

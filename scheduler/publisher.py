@@ -3,7 +3,7 @@
 Used by the beat (many runs at a time) and by `smtp-checks enqueue` (one). Three steps, in
 this order:
 
-1. **Claim** (scheduled runs only): `SET <prefix>sched:<check_id>:<slot> 1 NX EX <2 x
+1. **Claim** (scheduled runs only): `SET smtp-checks:sched:<check_id>:<slot> 1 NX EX <2 x
    interval>`. Whoever sets the key owns the slot; anyone else (a second beat, a beat that
    just took over, a restarted beat) skips it. This, not the leader lock, is what guarantees
    that no slot is enqueued twice. The key outlives the slot's stale time, after which
@@ -26,17 +26,13 @@ import redis
 from celery import Celery
 
 from smtp_checks.shared.celery_app import CHECK_TASK, check_queue
+from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.messages import CheckRequest
-from smtp_checks.shared.outstanding import DEFAULT_PREFIX, Ledger
+from smtp_checks.shared.outstanding import Ledger
 
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH = 1000  # Redis commands kombu buffers before it sends a pipeline
-
-
-def slot_key(prefix: str, check_id: str, slot_index: int) -> str:
-    """The key that says slot `slot_index` of `check_id` has been enqueued."""
-    return f"{prefix}sched:{check_id}:{slot_index}"
 
 
 class RunPublisher:
@@ -46,12 +42,12 @@ class RunPublisher:
         client: redis.Redis,
         *,
         ledger: Ledger | None = None,
-        prefix: str = DEFAULT_PREFIX,
+        keys: Keys = KEYS,
     ) -> None:
         self.app = app
         self._client = client
-        self._ledger = ledger or Ledger(client, prefix=prefix)
-        self._prefix = prefix
+        self._ledger = ledger or Ledger(client, keys=keys)
+        self._keys = keys
 
     def claim(self, slots: Sequence[tuple[str, int, int]]) -> list[bool]:
         """Claim (check_id, slot index, interval) slots in one round trip; True for each
@@ -60,7 +56,7 @@ class RunPublisher:
             return []
         pipe = self._client.pipeline(transaction=False)
         for check_id, index, interval in slots:
-            pipe.set(slot_key(self._prefix, check_id, index), 1, nx=True, ex=max(2 * interval, 1))
+            pipe.set(self._keys.slot(check_id, index), 1, nx=True, ex=max(2 * interval, 1))
         return [bool(reply) for reply in pipe.execute()]
 
     def publish(self, requests: Sequence[CheckRequest]) -> None:

@@ -11,27 +11,22 @@ import time
 
 import redis
 
+from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.messages import CheckResult
 
-DEFAULT_PREFIX = "smtp-checks:adhoc:"
 _POP_SECONDS = 2.0
 REPLY_TTL = 600  # seconds a reply waits for a reader that may have given up
 
 
-def reply_key(run_id: str, prefix: str = DEFAULT_PREFIX) -> str:
-    """The short-lived list an ad hoc run's result is posted to (by the worker)."""
-    return prefix + run_id
-
-
 class AdhocReplies:
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: redis.Redis, *, keys: Keys = KEYS) -> None:
         self._client = client
-        self._prefix = prefix
+        self._keys = keys
 
     def wait(self, run_id: str, timeout: float) -> CheckResult | None:
         """The result of run `run_id`, or None if none came within `timeout` seconds."""
         deadline = time.monotonic() + timeout
-        key = reply_key(run_id, self._prefix)
+        key = self._keys.adhoc_reply(run_id)
         while True:
             # Short blocking pops: a client's socket timeout (redis-py: 5 s by default)
             # must outlast each one, however long the whole wait.

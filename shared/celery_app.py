@@ -16,7 +16,6 @@ from smtp_checks.shared.redis_transport import REDIS_SCHEMES
 from smtp_checks.shared.redis_transport import TRANSPORT as REDIS_TRANSPORT
 
 CHECK_TASK = "smtp_checks.run_check"
-DEAD_LETTER_QUEUE = "dead_letters"
 
 
 def check_queue(site: str) -> str:

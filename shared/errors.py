@@ -2,7 +2,7 @@
 `SmtpChecksError`, whose message says what failed and how to fix it (never a secret), and
 whose `exit_code` is what `smtp-checks` exits with (cli/main.py maps them, in one place).
 The classes that carry more than a message live beside the code that raises them
-(`ConfigError` in shared/config/problems.py, the limiter's in workers/target_limits.py).
+(the limiter's in workers/target_limits.py).
 
 Errors of the network or of servers we talk to are not exceptions here: a probe failure is
 data (shared/probe/failures.py), and a Redis outage is one of `REDIS_DOWN`
@@ -11,11 +11,22 @@ data (shared/probe/failures.py), and a Redis outage is one of `REDIS_DOWN`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class SmtpChecksError(Exception):
     """Something of ours cannot go on; the message is for an operator."""
 
     exit_code = 2
+
+
+class ConfigError(SmtpChecksError):
+    """A configuration that cannot be used; `problems` holds every problem found, not just
+    the first (shared/config/problems.py: each `FILE: location: reason`)."""
+
+    def __init__(self, problems: Sequence[object]) -> None:
+        super().__init__("\n".join(str(problem) for problem in problems))
+        self.problems = list(problems)
 
 
 class SetupError(SmtpChecksError):

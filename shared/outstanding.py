@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 import redis
 
 from smtp_checks.shared.identity import CheckIdentity, Identified
+from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.messages import CheckRequest
 from smtp_checks.shared.probe.spec import Mode
 
-DEFAULT_PREFIX = "smtp-checks:"
 DEFAULT_GRACE = 30.0  # seconds after the stale time before a missing result is an orphan
 
 # Take up to ARGV[2] runs due by ARGV[1] and remove them, in one step: two consumers
@@ -53,11 +53,11 @@ class OutstandingRun(Identified):
 
 class Ledger:
     def __init__(
-        self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX, grace: float = DEFAULT_GRACE
+        self, client: redis.Redis, *, keys: Keys = KEYS, grace: float = DEFAULT_GRACE
     ) -> None:
         self._client = client
-        self._due_key = f"{prefix}outstanding"
-        self._runs_key = f"{prefix}outstanding:runs"
+        self._due_key = keys.outstanding
+        self._runs_key = keys.outstanding_runs
         self.grace = grace
         self._take_due = client.register_script(_TAKE_DUE)
 

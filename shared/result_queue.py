@@ -17,16 +17,9 @@ from __future__ import annotations
 import redis
 
 from smtp_checks.shared.batch_list import BatchList
+from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.lease import dead_holder
 from smtp_checks.shared.messages import CheckResult
-
-DEFAULT_PREFIX = "smtp-checks:"
-
-
-def results_key(prefix: str = DEFAULT_PREFIX) -> str:
-    """The list workers push results to and consumers take them from."""
-    return f"{prefix}results"
-
 
 # KEYS: queue, consumers set. ARGV: key prefix. Give back the batches of dead consumers.
 _RECLAIM = """
@@ -46,12 +39,12 @@ return returned
 
 
 class ResultQueue:
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(self, client: redis.Redis, *, keys: Keys = KEYS) -> None:
         self._client = client
-        self._list = BatchList(client, results_key(prefix))
+        self._keys = keys
+        self._list = BatchList(client, keys.results)
         self.key = self._list.key
-        self._consumer_prefix = f"{prefix}results:"
-        self._consumers = f"{prefix}results:consumers"
+        self._consumers = keys.results_consumers
         self._reclaim = client.register_script(_RECLAIM)
 
     def push(self, result: CheckResult) -> None:
@@ -83,7 +76,9 @@ class ResultQueue:
         dead = [member for member in members if dead_holder(member)]
         if dead:
             self._client.delete(*(self._lease(name) for name in dead))
-        return int(self._reclaim(keys=[self.key, self._consumers], args=[self._consumer_prefix]))
+        return int(
+            self._reclaim(keys=[self.key, self._consumers], args=[self._keys.results_lease_prefix])
+        )
 
     def reclaim_from(self, consumer: str) -> int:
         self._client.delete(self._lease(consumer))
@@ -93,7 +88,7 @@ class ResultQueue:
         return int(self._client.llen(self.key))
 
     def _inflight(self, consumer: str) -> str:
-        return f"{self._consumer_prefix}inflight:{consumer}"
+        return self._keys.results_inflight(consumer)
 
     def _lease(self, consumer: str) -> str:
-        return f"{self._consumer_prefix}lease:{consumer}"
+        return self._keys.results_lease(consumer)

@@ -7,6 +7,7 @@ of the `results` and `dead_letters` queues.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -27,12 +28,12 @@ from kombu import Connection
 
 from smtp_checks.shared.celery_app import (
     CHECK_TASK,
-    DEAD_LETTER_QUEUE,
     check_queue,
     declare_queue,
     make_app,
 )
 from smtp_checks.shared.config import Config, ScheduledCheck, load_config
+from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.messages import CheckRequest, CheckResult
 from smtp_checks.shared.result_queue import ResultQueue
 
@@ -171,8 +172,15 @@ def result_of(redis_url: str, run_id: str, timeout: float = 30.0) -> CheckResult
     return None
 
 
-def dead_letters(broker_url: str, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
-    return drain(broker_url, DEAD_LETTER_QUEUE, count, timeout)
+def dead_letters(redis_url: str, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
+    """Up to `count` dead letters (the newest first) from the list workers keep them in."""
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while True:
+        letters = [json.loads(raw) for raw in client.lrange(KEYS.dead_letters, 0, count - 1)]
+        if len(letters) >= count or time.monotonic() > deadline:
+            return letters
+        time.sleep(0.05)
 
 
 @contextmanager

@@ -6,10 +6,12 @@ script, so taking a permit is atomic across workers, and the scripts read Redis'
 (``TIME``), so workers with skewed clocks agree. A permit is a lease: if its holder dies, it
 expires by itself.
 
-Two sorted sets per target, under ``prefix + target``:
+Two sorted sets per target (shared/keys.py names them):
 
-- ``<prefix><target>:sessions``: one member per live permit, scored by its lease expiry (ms);
-- ``<prefix><target>:starts``: one member per session started, scored by its start time (ms).
+- ``smtp-checks:target:<target>:sessions``: one member per live permit, scored by its lease
+  expiry (ms);
+- ``smtp-checks:target:<target>:starts``: one member per session started, scored by its start
+  time (ms).
 
 Both keys carry a TTL (the longest lease left, and the window), so an idle target leaves no
 keys behind. They have no hash tag: the limiter targets a standalone Redis (or a primary with
@@ -31,10 +33,13 @@ from dataclasses import dataclass
 from typing import Final, Generic, Literal, TypeVar
 
 import redis.asyncio
-import redis.exceptions
+
+from smtp_checks.shared.backoff import Backoff
+from smtp_checks.shared.errors import LimiterError
+from smtp_checks.shared.keys import KEYS, Keys
+from smtp_checks.shared.redis_client import REDIS_DOWN
 
 __all__ = [
-    "DEFAULT_PREFIX",
     "LimiterUnavailable",
     "PermitTimeout",
     "TargetLimiter",
@@ -43,7 +48,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_PREFIX: Final = "smtp-checks:target:"
 WINDOW_SECONDS: Final = 60
 
 # Polling while a target is full: short and jittered, so contenders in many processes neither
@@ -52,14 +56,7 @@ _BACKOFF_FIRST: Final = 0.01
 _BACKOFF_CAP: Final = 0.25
 # A release that Redis does not confirm within this time is left to the lease.
 _RELEASE_TIMEOUT: Final = 2.0
-
-# Failures of Redis itself (as opposed to a bug in a script): the caller decides what to do.
-_UNAVAILABLE_ERRORS: Final = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    redis.exceptions.ReadOnlyError,
-    redis.exceptions.OutOfMemoryError,
-)
+_RELEASE_FAILURES: tuple[type[BaseException], ...] = (TimeoutError, *REDIS_DOWN)
 
 # Acquire and release take many permits in one call: every attempt made in the same turn of
 # the event loop goes in one script (see _Batch). Requests for one target in a batch are
@@ -120,7 +117,7 @@ return redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
 """
 
 
-class _NoReplyInTime(Exception):
+class _NoReplyInTime(LimiterError):
     """Redis did not answer an attempt before the deadline."""
 
 
@@ -148,7 +145,7 @@ class TargetLimits:
         )
 
 
-class PermitTimeout(Exception):
+class PermitTimeout(LimiterError):
     """No permit for the target before the deadline."""
 
     def __init__(
@@ -165,7 +162,7 @@ class PermitTimeout(Exception):
         )
 
 
-class LimiterUnavailable(Exception):
+class LimiterUnavailable(LimiterError):
     """Redis failed (or did not answer before the deadline): the limits cannot be enforced."""
 
     def __init__(self, target: str, detail: str) -> None:
@@ -217,11 +214,11 @@ class TargetLimiter:
         redis: redis.asyncio.Redis,
         limits: TargetLimits,
         *,
-        prefix: str = DEFAULT_PREFIX,
+        keys: Keys = KEYS,
     ) -> None:
         self._redis = redis
         self._limits = limits
-        self._prefix = prefix
+        self._keys = keys
         self._acquire_script = redis.register_script(_ACQUIRE_LUA)
         self._release_script = redis.register_script(_RELEASE_LUA)
         self._in_use = redis.register_script(_IN_USE_LUA)
@@ -238,8 +235,7 @@ class TargetLimiter:
 
     def keys(self, target: str) -> tuple[str, str]:
         """The (sessions, starts) keys of `target`."""
-        base = f"{self._prefix}{target}"
-        return f"{base}:sessions", f"{base}:starts"
+        return self._keys.target_sessions(target), self._keys.target_starts(target)
 
     @asynccontextmanager
     async def permit(self, target: str, *, deadline: float, lease: float) -> AsyncIterator[float]:
@@ -268,7 +264,7 @@ class TargetLimiter:
         sessions, _ = self.keys(target)
         try:
             return int(await self._in_use(keys=[sessions]))
-        except _UNAVAILABLE_ERRORS as exc:
+        except REDIS_DOWN as exc:
             raise LimiterUnavailable(target, _describe(exc)) from exc
 
     async def _wait_for_permit(
@@ -277,7 +273,7 @@ class TargetLimiter:
         start = time.monotonic()
         answered = False  # has Redis answered at least once during this wait?
         reason: _Reason | None = None
-        attempt = 0
+        polling = Backoff(_BACKOFF_FIRST, _BACKOFF_CAP, floor=0.5)
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -298,11 +294,10 @@ class TargetLimiter:
             if granted:
                 return time.monotonic() - start
             reason = _REASONS[reason_code]
-            delay = min(_BACKOFF_CAP, _BACKOFF_FIRST * 2**attempt) * random.uniform(0.5, 1.0)
+            delay = polling.next_delay()
             if reason == "rate":
                 # Nothing frees a rate slot before the oldest start leaves the window.
                 delay = max(delay, retry_ms / 1000 + random.uniform(0, _BACKOFF_FIRST))
-            attempt += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise PermitTimeout(target, self._limits, time.monotonic() - start, reason)
@@ -322,7 +317,7 @@ class TargetLimiter:
             if not budget.expired():
                 raise
             raise _NoReplyInTime from exc
-        except _UNAVAILABLE_ERRORS as exc:
+        except REDIS_DOWN as exc:
             raise LimiterUnavailable(target, _describe(exc)) from exc
         finally:
             if not completed:
@@ -345,7 +340,7 @@ class TargetLimiter:
         try:
             async with asyncio.timeout(_RELEASE_TIMEOUT):
                 await self._release_requests.call((target, token))
-        except (TimeoutError, *_UNAVAILABLE_ERRORS) as exc:
+        except _RELEASE_FAILURES as exc:
             log.log(
                 level,
                 "could not release the permit for target %s (%s); it expires with its lease",

@@ -7,6 +7,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
+from smtp_checks.shared.errors import CentreonRightsError, ForwardError
+from smtp_checks.shared.identity import CheckIdentity, Identified
+from smtp_checks.shared.probe.spec import Mode
+
+__all__ = [
+    "CentreonRightsError",
+    "ForwardError",
+    "Forwarder",
+    "PassiveResult",
+    "Settled",
+    "ignore_settled",
+]
+
 Kind = Literal["change", "refresh"]
 
 # One perfdata item: a label (quoted, `'` doubled inside, or bare) and what follows `=`.
@@ -23,13 +36,13 @@ def ignore_settled(positions: Sequence[int]) -> None:
 
 
 @dataclass(frozen=True)
-class PassiveResult:
-    """One service state for Centreon. `output` is the plugin's first line as rendered
-    (`OK: Response time 0.005 second(s)`) and `perfdata` what followed the `|`, both already
-    sanitised; `check_time` is epoch seconds."""
+class PassiveResult(Identified):
+    """One service state for Centreon, of the run `identity` (its host and service are the
+    Centreon names). `output` is the plugin's first line as rendered (`OK: Response time
+    0.005 second(s)`) and `perfdata` what follows its `|`, both already sanitised, carried
+    apart until a forwarder joins them; `check_time` is epoch seconds."""
 
-    host: str
-    service: str
+    identity: CheckIdentity
     status: int  # 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
     output: str
     perfdata: str
@@ -53,17 +66,9 @@ class PassiveResult:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PassiveResult:
-        return cls(**data)
-
-
-class ForwardError(Exception):
-    """Delivery failed in a way worth retrying later (Centreon down, reader gone, 5xx,
-    timeout). What was not settled stays in the outbox, in order."""
-
-
-class CentreonRightsError(ForwardError):
-    """Centreon knows who we are but refuses what we ask: logging in again cannot help, an
-    administrator must grant a right. Retried with backoff (the right may be granted)."""
+        identity = data["identity"]
+        mode = Mode(identity["mode"])
+        return cls(**{**data, "identity": CheckIdentity(**{**identity, "mode": mode})})
 
 
 class Forwarder(Protocol):

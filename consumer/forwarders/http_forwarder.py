@@ -37,7 +37,8 @@ from smtp_checks.consumer.forwarders.base import (
     ignore_settled,
 )
 from smtp_checks.consumer.forwarders.engine_text import Reader
-from smtp_checks.workers.secrets import SecretNotFound, resolve_secret
+from smtp_checks.shared.redaction import Redactor
+from smtp_checks.shared.secrets import SecretNotFound, resolve_secret
 
 DEFAULT_TIMEOUT: Final = 10.0  # seconds, for connect, read, write and pool each
 MAX_BATCH: Final = 500  # results per submit request: batching hides Centreon's latency
@@ -45,7 +46,6 @@ MAX_BATCH: Final = 500  # results per submit request: batching hides Centreon's 
 SecretSource: TypeAlias = str | Callable[[], str]
 """A secret itself, or a function returning it (called at every use, so a rotated `file:`
 secret is picked up without a restart)."""
-PasswordSource: TypeAlias = SecretSource
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -55,23 +55,6 @@ def endpoint_label(url: str) -> str:
     """`host[:port]` of `url`: names the forwarder in logs without any path or userinfo."""
     parsed = httpx.URL(url)
     return f"{parsed.host}:{parsed.port}" if parsed.port else parsed.host
-
-
-class Redactor:
-    """Masks known secrets (password, tokens) in text bound for a log line or an error."""
-
-    def __init__(self) -> None:
-        self._secrets: set[str] = set()
-
-    def add(self, secret: str) -> None:
-        if secret:
-            self._secrets.add(secret)
-
-    def __call__(self, text: str) -> str:
-        # Longest first, so a secret that contains another is masked whole.
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, "***")
-        return text
 
 
 def server_message(response: httpx.Response, limit: int = 200) -> str:

@@ -31,7 +31,6 @@ from smtp_checks.shared.config.values import (
     SecretRefField,
     SiteName,
     number_as_text,
-    rate_per_minute,
     threshold_text,
 )
 from smtp_checks.shared.probe.spec import Mode, TlsMode
@@ -57,10 +56,6 @@ class Defaults(_Model):
 
 class Site(_Model):
     rate_limit: RateLimit | None = None  # per worker of the site, Celery's syntax
-
-    @property
-    def checks_per_minute_limit(self) -> float | None:
-        return None if self.rate_limit is None else rate_per_minute(self.rate_limit)
 
 
 def _none_as_empty(value: object) -> object:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from smtp_checks.shared.errors import SmtpChecksError
+from smtp_checks.shared.errors import ConfigError
+
+__all__ = ["ConfigError", "ConfigProblem"]
 
 
 @dataclass(frozen=True)
@@ -19,11 +21,3 @@ class ConfigProblem:
         if not self.location:
             return f"{self.file}: {self.reason}"
         return f"{self.file}: {self.location}: {self.reason}"
-
-
-class ConfigError(SmtpChecksError):
-    """A config that cannot be used; carries every problem found, not just the first."""
-
-    def __init__(self, problems: list[ConfigProblem]) -> None:
-        super().__init__("\n".join(str(problem) for problem in problems))
-        self.problems = problems

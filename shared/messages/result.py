@@ -35,7 +35,6 @@ class Handling:
     redelivered: bool = False
 
 
-
 class Outcome(StrEnum):
     """How a check ended: success, a probe failure kind, or why it did not run at all."""
 
@@ -52,7 +51,6 @@ class Outcome(StrEnum):
     STALE = "stale"  # arrived (or was redelivered) after its stale time: not run
     CREDENTIAL = "credential"  # the password reference did not resolve on the worker
     THROTTLED = "throttled"  # no per-target session permit before the deadline
-    LIMITER_DOWN = "limiter_down"  # the per-target limiter's Redis was unreachable
 
     @property
     def ran(self) -> bool:

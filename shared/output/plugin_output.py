@@ -15,6 +15,7 @@ from smtp_checks.shared.output.renderers import (
     kept_perfdata,
     render_openmetrics,
     render_report,
+    text_parts,
 )
 from smtp_checks.shared.output.status import Status, worst
 
@@ -42,6 +43,14 @@ class PluginOutput:
         """The global state (CRITICAL > UNKNOWN > WARNING > OK), before `--change-exit`."""
         return worst(*self._shorts)
 
+    def passive_parts(self, options: OutputOptions) -> tuple[str, str]:
+        """Output and perfdata apart, as a passive result carries them: the bytes of the
+        text rendering's first line on either side of its ` | `."""
+        short, items = text_parts(self._report(options), options)
+        if not items:
+            return short, ""
+        return short.removesuffix(" "), " ".join(items)
+
     def render(self, options: OutputOptions, now: float | None = None) -> Rendered:
         """The plugin's stdout and exit code. `now` (epoch seconds) stamps OpenMetrics lines;
         the current time when omitted."""
@@ -50,13 +59,15 @@ class PluginOutput:
             metrics = [*self._perfdata, Perfdata(STATUS_METRIC, float(status))]
             text = render_openmetrics(metrics, options, time.time() if now is None else now)
             return Rendered(text, options.exit_code(status))
-        report = Report(
+        return Rendered(render_report(self._report(options), options), options.exit_code(status))
+
+    def _report(self, options: OutputOptions) -> Report:
+        return Report(
             shorts=self._shorts,
             longs=self._longs,
             perfdata=None if options.ignore_perfdata else kept_perfdata(self._perfdata, options),
-            status=status,
-            exit_word=status.name,
+            status=self.status,
+            exit_word=self.status.name,
             show_long=options.shows_long_output,
             change_long=True,
         )
-        return Rendered(render_report(report, options), options.exit_code(status))

@@ -74,6 +74,15 @@ def _long_lines(report: Report, options: OutputOptions) -> list[str]:
 
 
 def _render_text(report: Report, options: OutputOptions) -> str:
+    short, perf_items = text_parts(report, options)
+    first_line = short + ("|" + "".join(f" {item}" for item in perf_items) if perf_items else "")
+    longs = _long_lines(report, options)
+    return first_line + "\n" + "".join(f"{line}\n" for line in longs)
+
+
+def text_parts(report: Report, options: OutputOptions) -> tuple[str, list[str]]:
+    """The first line's words (`OK: Response time 0.005 second(s) `) and its perfdata items,
+    apart: the text renderer joins them with `|`, a forwarder as its reader wants."""
     labelled = not options.ignore_label
     short = ""
     for status in _NON_OK_DISPLAY_ORDER:
@@ -85,10 +94,7 @@ def _render_text(report: Report, options: OutputOptions) -> str:
     for rule in options.change_short_output:
         short = rule.apply(short)
 
-    perf_items = [p.render(options.range_perfdata) for p in report.perfdata or []]
-    first_line = short + ("|" + "".join(f" {item}" for item in perf_items) if perf_items else "")
-    longs = _long_lines(report, options)
-    return first_line + "\n" + "".join(f"{line}\n" for line in longs)
+    return short, [p.render(options.range_perfdata) for p in report.perfdata or []]
 
 
 _JSON_ESCAPES = {

@@ -17,14 +17,6 @@ class Status(IntEnum):
     def label(self) -> str:
         return self.name
 
-    @classmethod
-    def from_word(cls, word: str) -> Status:
-        """Parse a state name as Centreon's options spell it (`ok`, `Warning`, `CRITICAL`...)."""
-        try:
-            return cls[word.strip().upper()]
-        except KeyError:
-            raise ValueError(f"unknown status {word!r}") from None
-
 
 # The order Centreon prints states in on the first line of its output: CRITICAL, WARNING,
 # UNKNOWN, then OK (and OK only when the global state is OK).

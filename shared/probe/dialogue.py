@@ -13,18 +13,20 @@ reply, as the Perl plugin measures it; phase times run from one event to the nex
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Generator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from smtp_checks.shared.probe import sasl
+from smtp_checks.shared.errors import SmtpChecksError
 from smtp_checks.shared.probe.failures import FailureKind, ProbeFailure
 from smtp_checks.shared.probe.phases import Phase
 from smtp_checks.shared.probe.replies import ProtocolViolation, Reply, ReplyReader
 from smtp_checks.shared.probe.result import ProbeResult, TlsInfo
 from smtp_checks.shared.probe.spec import Mode, ProbeSpec, TlsMode
 from smtp_checks.shared.redaction import MASK, Redactor
+
+if TYPE_CHECKING:
+    from smtp_checks.shared.probe.sasl import Mechanism
 
 _MAX_AUTH_STEPS = 4
 _WAITING_FOR = {
@@ -96,7 +98,7 @@ _HEAR = _Hear()
 _SECURE = _Secure()
 
 
-class _Refused(Exception):
+class _Refused(SmtpChecksError):
     def __init__(self, kind: FailureKind, detail: str, reply: Reply | None = None) -> None:
         super().__init__(detail)
         self.kind, self.detail, self.reply = kind, detail, reply
@@ -343,10 +345,9 @@ class SmtpSession:
         while reply.code == 334:
             if step == _MAX_AUTH_STEPS:
                 raise _Refused(FailureKind.PROTOCOL, "AUTH exchange does not end", reply)
-            try:
-                challenge = base64.b64decode(reply.text.strip() or b"", validate=False)
-            except binascii.Error:
-                raise _Refused(FailureKind.PROTOCOL, "AUTH challenge is not base64") from None
+            challenge = mechanism.challenge(reply.text)
+            if challenge is None:
+                raise _Refused(FailureKind.PROTOCOL, "AUTH challenge is not base64")
             answer = _encode(mechanism.answer(challenge, step, credentials), self._redact)
             reply = yield from self._command(answer, MASK)
             step += 1
@@ -354,7 +355,9 @@ class SmtpSession:
             # A hostile server could echo what we sent: `_fail` masks every secret.
             raise _Refused(FailureKind.AUTH, f"authentication failed: {reply}", reply)
 
-    def _mechanism(self, offered: list[str] | None) -> sasl.Mechanism:
+    def _mechanism(self, offered: list[str] | None) -> Mechanism:
+        from smtp_checks.shared.probe import sasl  # noqa: PLC0415 (hashlib: only for AUTH)
+
         credentials = self.spec.credentials
         assert credentials is not None
         if credentials.mechanism is not None:
@@ -404,7 +407,10 @@ def _extensions(reply: Reply) -> dict[str, list[str]]:
 
 
 def _encode(data: bytes, redact: Redactor) -> str:
-    """`data` in base64, remembered as a secret: a server may echo it back."""
-    encoded = base64.b64encode(data).decode("ascii")
+    """`data` as it goes on the wire (base64), remembered as a secret: a server may echo
+    it back."""
+    from smtp_checks.shared.probe.sasl import encode  # noqa: PLC0415 (only for AUTH)
+
+    encoded = encode(data)
     redact.add(encoded)
     return encoded

@@ -12,6 +12,7 @@ import re
 from collections import deque
 from dataclasses import dataclass
 
+from smtp_checks.shared.errors import SmtpChecksError
 from smtp_checks.shared.sanitize import sanitize
 
 MAX_LINE_BYTES = 8192  # RFC 5321 allows 512; real servers stay far below 8 KiB
@@ -33,7 +34,7 @@ class Reply:
         return f"{self.code} {self.text}".rstrip()
 
 
-class ProtocolViolation(Exception):
+class ProtocolViolation(SmtpChecksError):
     """The server does not speak SMTP as it should; the message is safe to show."""
 
 

@@ -8,12 +8,13 @@ CRAM-MD5 at least keeps the password off the wire.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from smtp_checks.shared.probe.spec import Credentials
+from smtp_checks.shared.probe.spec import MECHANISMS, Credentials
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,13 @@ class Mechanism:
             return f"\0{credentials.username}\0{credentials.password}".encode()
         return None
 
+    def challenge(self, text: str) -> bytes | None:
+        """A 334 reply's text decoded, or None when it is not base64."""
+        try:
+            return base64.b64decode(text.strip() or b"", validate=False)
+        except binascii.Error:
+            return None
+
     def answer(self, challenge: bytes, step: int, credentials: Credentials) -> bytes:
         """The answer to the server's `step`-th (0-based) 334 challenge, decoded."""
         if self.name == "LOGIN":
@@ -36,7 +44,7 @@ class Mechanism:
         raise ValueError(f"{self.name} expects no challenge")
 
 
-SUPPORTED = {name: Mechanism(name) for name in ("PLAIN", "LOGIN", "CRAM-MD5")}
+SUPPORTED = {name: Mechanism(name) for name in MECHANISMS}
 _PREFERENCE_OVER_TLS = ("PLAIN", "LOGIN", "CRAM-MD5")
 _PREFERENCE_IN_CLEAR = ("CRAM-MD5", "PLAIN", "LOGIN")
 

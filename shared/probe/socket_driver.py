@@ -20,6 +20,7 @@ import threading
 from time import monotonic, perf_counter
 from typing import TYPE_CHECKING
 
+from smtp_checks.shared.errors import SmtpChecksError
 from smtp_checks.shared.probe.dialogue import Close, Receive, Send, SmtpSession, StartTls
 from smtp_checks.shared.probe.failures import FailureKind
 from smtp_checks.shared.probe.result import ProbeResult
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 _READ_SIZE = 65536
 
 
-class _DeadlinePassed(Exception):
+class _DeadlinePassed(SmtpChecksError):
     pass
 
 

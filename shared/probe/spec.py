@@ -41,6 +41,10 @@ class TlsSettings:
     ca_path: str | None = None
 
 
+# The SASL mechanisms the probe speaks (shared/probe/sasl.py), in no order of preference.
+MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
+
+
 @dataclass(frozen=True)
 class Credentials:
     username: str

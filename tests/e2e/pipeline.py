@@ -48,12 +48,12 @@ import yaml
 from smtp_checks.consumer.forwarders.base import PassiveResult
 from smtp_checks.consumer.forwarders.command_file import command_line
 from smtp_checks.shared.config import EngineReader, load_config
+from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.messages import CheckResult
 from smtp_checks.shared.outstanding import OutstandingRun
 from tests.nagios import NAGIOS, Nagios, prepare, require_nagios
 
-PREFIX = "smtp-checks:"
-RESULTS_KEY = f"{PREFIX}results"
+RESULTS_KEY = KEYS.results
 SITES = ("paris", "lyon")
 
 _ENQUEUED = re.compile(r"enqueued (\S+) run ([0-9a-f]+) scheduled for ([\d.]+) on (\S+)")
@@ -538,20 +538,17 @@ class Pipeline:
         return {run_id: (results[run_id], orphans[run_id]) for run_id in run_ids}
 
     def outstanding(self) -> list[OutstandingRun]:
-        return [
-            OutstandingRun(**json.loads(raw))
-            for raw in self.client.hvals(f"{PREFIX}outstanding:runs")
-        ]
+        return [OutstandingRun.from_json(raw) for raw in self.client.hvals(KEYS.outstanding_runs)]
 
     def results_waiting(self) -> int:
         """Results not yet recorded: queued, or in a consumer's hands."""
-        waiting = int(self.client.llen(f"{PREFIX}results"))
-        for key in self.client.scan_iter(f"{PREFIX}results:inflight:*"):
+        waiting = int(self.client.llen(KEYS.results))
+        for key in self.client.scan_iter(KEYS.results_inflight("*")):
             waiting += int(self.client.llen(key))
         return waiting
 
     def outbox_key(self, path: Path) -> str:
-        return f"{PREFIX}outbox:command_file:{path}"
+        return KEYS.outbox(f"command_file:{path}")
 
     def outbox(self, path: Path) -> list[PassiveResult]:
         """What waits for delivery to `path`, in delivery order (the batch in flight first)."""
@@ -563,7 +560,7 @@ class Pipeline:
         """The consumer's last state of every service."""
         return {
             tuple(json.loads(name)): json.loads(value)  # type: ignore[misc]
-            for name, value in self.client.hgetall(f"{PREFIX}states").items()
+            for name, value in self.client.hgetall(KEYS.states).items()
         }
 
     def consumer_counts(self) -> list[dict[str, int]]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from smtp_checks.consumer.delivery import LEASE_TTL
+from smtp_checks.consumer.deliverer import LEASE_TTL
 from smtp_checks.shared.messages import CheckRequest, CheckResult, Handling, Outcome
 from smtp_checks.shared.probe.result import ProbeResult
 from smtp_checks.shared.result_queue import ResultQueue

@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 from smtp_checks.consumer.processor import passive_result
+from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.messages import CheckResult
-from smtp_checks.shared.output.result_output import render_result
-from tests.e2e.pipeline import PREFIX, Pipeline, host, wait_until
+from smtp_checks.shared.output.options import OutputOptions
+from smtp_checks.shared.result_output import render_result, result_output
+from tests.e2e.pipeline import Pipeline, host, wait_until
 from tests.smtp_servers import ServerPool, refused_port
 
 WORKERS = {"paris": ["paris-1", "paris-2"], "lyon": ["lyon-1", "lyon-2"]}
@@ -65,13 +67,12 @@ def test_each_site_runs_only_its_checks_and_every_run_reaches_nagios_once(
     pipeline.stop("beat")
     runs = pipeline.runs()
     wait_until(
-        lambda: pipeline.client.llen(f"{PREFIX}results") >= len(runs),
+        lambda: pipeline.client.llen(KEYS.results) >= len(runs),
         20,
         f"a result for each of the {len(runs)} runs",
     )
     results = [
-        CheckResult.model_validate_json(raw)
-        for raw in pipeline.client.lrange(f"{PREFIX}results", 0, -1)
+        CheckResult.model_validate_json(raw) for raw in pipeline.client.lrange(KEYS.results, 0, -1)
     ]
     # Exactly one result per enqueued run: none missing, none doubled, none unexpected.
     assert Counter(r.run_id for r in results) == Counter(list(runs))
@@ -98,7 +99,8 @@ def test_each_site_runs_only_its_checks_and_every_run_reaches_nagios_once(
     rendered: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
     for result in sorted(results, key=lambda r: r.ended_at):
         text = render_result(result)
-        passive = passive_result(result.host, result.service, text.text, 0, 0.0)
+        options = OutputOptions(mode=result.mode.value)
+        passive = passive_result(result.identity, result_output(result), options, 0.0)
         rendered.setdefault((result.host, result.service), []).append(
             (text.exit_code, passive.output, passive.perfdata)
         )

@@ -14,7 +14,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 
-from tests.e2e.pipeline import PREFIX, Pipeline, host, nagios_line, wait_until
+from smtp_checks.shared.keys import KEYS
+from tests.e2e.pipeline import Pipeline, host, nagios_line, wait_until
 from tests.smtp_servers import ServerPool, refused_port
 
 LOGIN = {"login": {}}
@@ -180,11 +181,11 @@ def test_a_killed_consumer_restarts_with_every_state_and_forwards_nothing_twice(
     pipeline.kill("consumer")
     # What it had in hand: a batch of results, a batch being delivered to each forwarder.
     client = pipeline.client
-    results_in_hand = sum(client.llen(k) for k in client.scan_iter(f"{PREFIX}results:inflight:*"))
+    results_in_hand = sum(client.llen(k) for k in client.scan_iter(KEYS.results_inflight("*")))
     nagios_in_hand = client.llen(f"{nagios_outbox}:inflight")
     spool_in_hand = client.llen(f"{spool_outbox}:inflight")
     # Results pile up while no consumer runs.
-    wait_until(lambda: client.llen(f"{PREFIX}results") >= 3, 15, "results waiting")
+    wait_until(lambda: client.llen(KEYS.results) >= 3, 15, "results waiting")
     pipeline.start_role("consumer")
     restarted_at = time.time()
     wait_until(lambda: pipeline.results_waiting() == 0, 40, "the waiting results recorded")

@@ -24,8 +24,9 @@ from smtp_checks.consumer.forwarders.base import (
 from smtp_checks.shared.config import ApiV1Forwarder as ApiV1Config
 from smtp_checks.shared.config import ApiV2Forwarder as ApiV2Config
 from smtp_checks.shared.config import SecretRef
-from smtp_checks.workers.secrets import SecretNotFound
+from smtp_checks.shared.secrets import SecretNotFound
 from tests.centreon_api_fake import V2_PREFIX, CentreonApiFake, SubmittedV1, SubmittedV2
+from tests.passive_results import passive
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -45,7 +46,7 @@ def result(
     output: str = "OK: Response time 0.005 second(s)",
     perfdata: str = "'time'=0.005s;;;0;",
 ) -> PassiveResult:
-    return PassiveResult(host, service, status, output, perfdata, CHECK_TIME)
+    return passive(host, service, status, output, perfdata, CHECK_TIME)
 
 
 @pytest.fixture

@@ -5,11 +5,11 @@ the outbox, the command file, and a consumer fed through the broker.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import redis
 import yaml
 
 from smtp_checks.cli.consumer import ConsumerService
-from smtp_checks.consumer.delivery import Backoff, Delivery
+from smtp_checks.consumer.deliverer import Deliverer
 from smtp_checks.consumer.forwarders.base import ForwardError, PassiveResult
 from smtp_checks.consumer.forwarders.command_file import (
     PIPE_BUF,
@@ -28,11 +28,13 @@ from smtp_checks.consumer.forwarders.command_file import (
 from smtp_checks.consumer.outbox import Outbox
 from smtp_checks.consumer.processor import ResultProcessor
 from smtp_checks.consumer.service_states import ServiceStates
+from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.config import Config, load_config
 from smtp_checks.shared.messages import CheckRequest, CheckResult, Handling, Outcome
 from smtp_checks.shared.outstanding import Ledger
 from smtp_checks.shared.probe.result import ProbeResult
 from smtp_checks.shared.result_queue import ResultQueue
+from tests.passive_results import passive as passive_result
 from tests.redis_fixtures import flushed_redis_db
 
 DB = 11
@@ -277,7 +279,7 @@ def test_hostile_server_text_comes_out_as_one_harmless_line(
 
 
 def test_command_lines_fit_one_atomic_write() -> None:
-    result = PassiveResult("mx1", "SMTP-Login", 2, "CRITICAL: " + "é" * 5000, "", 1.0)
+    result = passive_result("mx1", "SMTP-Login", 2, "CRITICAL: " + "é" * 5000, "", 1.0)
     line = command_line(result)
     assert len(line) <= PIPE_BUF and line.endswith(b"\n")
     line.decode("utf-8")  # never cut inside a character
@@ -287,7 +289,7 @@ def test_command_lines_fit_one_atomic_write() -> None:
 
 
 def passive(n: int, kind: str = "change") -> PassiveResult:
-    return PassiveResult(f"h{n}", "SMTP-Login", 0, f"OK: {n}", "", float(n), kind)  # type: ignore[arg-type]
+    return passive_result(f"h{n}", "SMTP-Login", 0, f"OK: {n}", "", float(n), kind)  # type: ignore[arg-type]
 
 
 def fill(client: redis.Redis, outbox: Outbox, items: list[PassiveResult]) -> None:
@@ -384,7 +386,7 @@ def test_command_file_without_reader_waits_then_delivers_in_order(
     outbox = Outbox(client, "cmd", max_length=1000)
     fill(client, outbox, [passive(n) for n in range(300)])
     stop = threading.Event()
-    delivery = Delivery(outbox, forwarder, stop, backoff=Backoff(base=0.05, cap=0.2))
+    delivery = Deliverer(outbox, forwarder, stop, backoff=Backoff(base=0.05, cap=0.2))
     delivery.start()
     time.sleep(0.5)  # the Engine is "restarting": nothing is lost meanwhile
     assert outbox.length() == 300

@@ -18,7 +18,12 @@ import redis.asyncio
 from celery import Celery
 
 from smtp_checks.shared.celery_app import CHECK_TASK, check_queue, make_app
-from smtp_checks.workers.redis_check_queue import UNACKED, UNACKED_INDEX, Delivery, RedisCheckQueue
+from smtp_checks.workers.sources.redis_queue import (
+    UNACKED,
+    UNACKED_INDEX,
+    RedisMessage,
+    RedisQueueSource,
+)
 from tests.redis_fixtures import flushed_redis_db
 
 QUEUE_DB = 15
@@ -39,22 +44,30 @@ def send(app: Celery, *requests: dict[str, Any], serializer: str = "json") -> No
         app.send_task(CHECK_TASK, args=[request], queue=QUEUE, serializer=serializer)
 
 
-def settle_and_take(broker_url: str, acks: list[str], count: int) -> list[Delivery]:
-    async def go() -> list[Delivery]:
+def source(client: redis.asyncio.Redis, broker_url: str) -> RedisQueueSource:
+    return RedisQueueSource(client, celery_app(broker_url), QUEUE)
+
+
+def settle_and_take(broker_url: str, acks: list[str], count: int) -> list[RedisMessage]:
+    """Acknowledge the messages of these delivery tags, then take up to `count`."""
+    done = [RedisMessage(item=b"", tag=tag, request=None) for tag in acks]
+
+    async def go() -> list[RedisMessage]:
         client = redis.asyncio.Redis.from_url(broker_url)
         try:
-            return await RedisCheckQueue(client, QUEUE).settle_and_take(acks, count)
+            taken = await source(client, broker_url).exchange(done, count)
+            return [message for message in taken if isinstance(message, RedisMessage)]
         finally:
             await client.aclose()
 
     return asyncio.run(go())
 
 
-def give_back(broker_url: str, deliveries: list[Delivery]) -> None:
+def give_back(broker_url: str, deliveries: list[RedisMessage]) -> None:
     async def go() -> None:
         client = redis.asyncio.Redis.from_url(broker_url)
         try:
-            await RedisCheckQueue(client, QUEUE).give_back(deliveries)
+            await source(client, broker_url).give_back(deliveries)
         finally:
             await client.aclose()
 

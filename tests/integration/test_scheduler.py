@@ -26,10 +26,11 @@ import pytest
 import redis
 import yaml
 
-from smtp_checks.scheduler.beat import Beat, leader_key
+from smtp_checks.scheduler.beat import Beat
 from smtp_checks.scheduler.leader import LeaderLock
 from smtp_checks.scheduler.schedule import Cadence
 from smtp_checks.shared.config import load_config
+from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.messages import CheckRequest
 from smtp_checks.shared.outstanding import Ledger
 from tests.redis_fixtures import flushed_redis_db
@@ -152,7 +153,7 @@ def test_each_host_runs_at_its_interval_with_its_stale_time(
         [host("a", interval=1), host("b", interval=2), host("c", interval=1, site="lyon")],
     )
     config = load_config(path)
-    lock = LeaderLock(client, leader_key(), ttl=LOCK_TTL)
+    lock = LeaderLock(client, KEYS.beat_leader, ttl=LOCK_TTL)
     beat = Beat(config, client=client, lock=lock)
     stop = threading.Event()
     thread = threading.Thread(target=beat.run, args=(stop,))
@@ -186,7 +187,7 @@ def test_each_host_runs_at_its_interval_with_its_stale_time(
     assert {r.site for r, _ in queued(client, "checks.lyon")} == {"lyon"}
     # Every run is expected by the consumer, and the lock was released on the way out.
     assert Ledger(client).count() == len(runs)
-    assert client.get(leader_key()) is None
+    assert client.get(KEYS.beat_leader) is None
 
 
 def test_a_restarted_beat_owes_one_run_per_check_not_the_backlog(
@@ -195,7 +196,7 @@ def test_a_restarted_beat_owes_one_run_per_check_not_the_backlog(
     path = write_config(tmp_path / "beat.yaml", broker_url, [host("a", interval=1)])
     config = load_config(path)
     # The beat was "down" for a long time: nothing for this check was ever claimed.
-    beat = Beat(config, client=client, lock=LeaderLock(client, leader_key(), ttl=LOCK_TTL))
+    beat = Beat(config, client=client, lock=LeaderLock(client, KEYS.beat_leader, ttl=LOCK_TTL))
     stop = threading.Event()
     thread = threading.Thread(target=beat.run, args=(stop,))
     thread.start()
@@ -203,7 +204,7 @@ def test_a_restarted_beat_owes_one_run_per_check_not_the_backlog(
     stop.set()
     thread.join(timeout=5)
     # A second beat started right away enqueues nothing the first already did.
-    again = Beat(config, client=client, lock=LeaderLock(client, leader_key(), ttl=LOCK_TTL))
+    again = Beat(config, client=client, lock=LeaderLock(client, KEYS.beat_leader, ttl=LOCK_TTL))
     stop = threading.Event()
     thread = threading.Thread(target=again.run, args=(stop,))
     thread.start()
@@ -228,11 +229,11 @@ def test_two_beats_enqueue_each_slot_once_and_a_killed_leader_hands_over(
     time.sleep(3.0)
     (leader,) = [b for b in beats if b.leads()]
     (follower,) = [b for b in beats if b is not leader]
-    old_token = client.get(leader_key())
+    old_token = client.get(KEYS.beat_leader)
     leader.process.send_signal(signal.SIGKILL)
     leader.process.wait()
     killed = time.time()
-    wait_for(lambda: client.get(leader_key()) not in (None, old_token), 10, "a new leader")
+    wait_for(lambda: client.get(KEYS.beat_leader) not in (None, old_token), 10, "a new leader")
     takeover = time.time() - killed
     time.sleep(2.5)
     assert follower.stop() == 0

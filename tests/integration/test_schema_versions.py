@@ -92,9 +92,7 @@ def test_a_worker_runs_a_request_the_previous_beat_sent(
     assert result.schema_version == 2 and result.identity.check_id == "mx1/login"
 
 
-def test_a_consumer_records_a_result_previous_workers_sent(
-    state_url: str, tmp_path: Path
-) -> None:
+def test_a_consumer_records_a_result_previous_workers_sent(state_url: str, tmp_path: Path) -> None:
     from smtp_checks.shared.config import parse_config
 
     config = parse_config(

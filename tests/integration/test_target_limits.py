@@ -13,6 +13,7 @@ import redis.asyncio
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from smtp_checks.shared.keys import Keys
 from smtp_checks.workers.target_limits import (
     LimiterUnavailable,
     PermitTimeout,
@@ -285,10 +286,10 @@ def test_waited_seconds_are_reported(redis_url: str) -> None:
 def test_keys_carry_ttls_and_idle_target_leaves_only_expiring_window(redis_url: str) -> None:
     async def scenario(client: redis.asyncio.Redis) -> None:
         limiter = TargetLimiter(
-            client, TargetLimits(max_concurrent=2, max_per_minute=10), prefix="t:"
+            client, TargetLimits(max_concurrent=2, max_per_minute=10), keys=Keys("t:")
         )
         sessions, starts = limiter.keys(TARGET)
-        assert (sessions, starts) == (f"t:{TARGET}:sessions", f"t:{TARGET}:starts")
+        assert (sessions, starts) == (f"t:target:{TARGET}:sessions", f"t:target:{TARGET}:starts")
         async with limiter.permit(TARGET, deadline=deadline_in(1), lease=LEASE):
             assert 0 < await client.pttl(sessions) <= LEASE * 1000
             assert 0 < await client.pttl(starts) <= 60_000

@@ -344,7 +344,7 @@ def test_celery_command_line_runs_checks_too(
     d = deploy(settings(broker_url, [host("mx1", plain_server, checks={"login": {}})]))
     log = (tmp_path / "celery.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "smtp_checks.workers.celery_main", "worker", "-Q", "checks.paris",
+        [sys.executable, "-m", "celery", "-A", "smtp_checks.workers.celery_compat", "worker", "-Q", "checks.paris",
          "-P", "threads", "-c", "4", "-n", "celery@test", "--without-mingle", "--without-gossip"],
         stdout=log, stderr=subprocess.STDOUT,
         env={**os.environ, "SMTP_CHECKS_CONFIG": str(d.path), "SMTP_CHECKS_SITE": "paris"},

@@ -6,10 +6,10 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from smtp_checks.consumer.forwarders.base import PassiveResult
 from smtp_checks.consumer.forwarders.command_file import PIPE_BUF, command_line
 from smtp_checks.consumer.forwarders.engine_text import LOOKALIKE_BACKSLASH, for_engine
 from smtp_checks.shared.config import EngineReader
+from tests.passive_results import passive
 
 
 def centreon_engine_unescape(text: str) -> str:
@@ -74,7 +74,7 @@ def test_the_example_of_the_issue() -> None:
 
 def test_a_long_line_loses_whole_perfdata_items_from_the_end() -> None:
     items = [f"'time_{n}'=0.{n:03d}s;;;;" for n in range(400)]
-    result = PassiveResult("mx1", "SMTP-Login", 0, "OK: fine", " ".join(items), 1.0)
+    result = passive("mx1", "SMTP-Login", 0, "OK: fine", " ".join(items), 1.0)
     line = command_line(result)
     assert len(line) <= PIPE_BUF and line.endswith(b"\n")
     output, _, perfdata = line[:-1].decode().partition(" | ")
@@ -84,7 +84,7 @@ def test_a_long_line_loses_whole_perfdata_items_from_the_end() -> None:
 
 
 def test_a_cut_never_splits_an_escape_pair() -> None:
-    result = PassiveResult("mx1", "SMTP-Login", 2, "CRITICAL: " + "\\" * 5000, "", 1.0)
+    result = passive("mx1", "SMTP-Login", 2, "CRITICAL: " + "\\" * 5000, "", 1.0)
     line = command_line(result, EngineReader.NAGIOS)
     text = line[:-1].decode().split(";", 4)[4]
     assert len(line) <= PIPE_BUF and len(text) % 2 == 0  # "CRITICAL: " is 10, then pairs

@@ -9,15 +9,15 @@ restarted on the same machine takes the lease of its dead predecessor over at on
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
 
-import redis
-
 from smtp_checks.consumer.forwarders.base import CentreonRightsError, Forwarder, ForwardError
 from smtp_checks.consumer.outbox import Batch, Outbox
+from smtp_checks.shared.backoff import Backoff
+from smtp_checks.shared.errors import SmtpChecksError
+from smtp_checks.shared.redis_client import REDIS_DOWN
 
 log = logging.getLogger("smtp_checks.delivery")
 
@@ -28,21 +28,7 @@ _REPEAT_EVERY = 600.0  # seconds between reminders of a failure that keeps repea
 SUMMARY_EVERY = 60.0  # seconds between INFO lines of what a forwarder did
 
 
-class Backoff:
-    """Delays of 'full jitter' exponential backoff: uniform in [0, min(cap, base * 2^n)]."""
-
-    def __init__(self, base: float = 0.5, cap: float = 60.0) -> None:
-        self.base, self.cap, self.failures = base, cap, 0
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        return random.uniform(0, min(self.cap, self.base * 2 ** min(self.failures, 30)))
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
-class LeaseLost(Exception):
+class LeaseLost(SmtpChecksError):
     """Another consumer holds this outbox now: stop delivering it."""
 
 
@@ -73,7 +59,7 @@ class _FailureLog:
         self._last = None
 
 
-class Delivery(threading.Thread):
+class Deliverer(threading.Thread):
     def __init__(
         self, outbox: Outbox, forwarder: Forwarder, stop: threading.Event, *, backoff: Backoff
     ) -> None:
@@ -96,7 +82,7 @@ class Delivery(threading.Thread):
         while not self._stopping.is_set():
             try:
                 delay = self._step()
-            except redis.RedisError as error:
+            except REDIS_DOWN as error:
                 log.warning("outbox %s unavailable: %s", self.outbox.key, error)
                 delay = self._backoff.next_delay()
             self._maybe_summarise()
@@ -107,7 +93,7 @@ class Delivery(threading.Thread):
         self.forwarder.close()
         try:
             self.outbox.lease.release()  # the next consumer need not wait for it
-        except redis.RedisError as error:
+        except REDIS_DOWN as error:
             log.warning("could not release the lease of %s: %s", self.outbox.key, error)
 
     def _step(self) -> float:

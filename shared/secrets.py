@@ -1,5 +1,6 @@
-"""Resolve a password reference (`env:NAME`, `file:PATH`) on the worker, from its own
-environment or files. The secret never travels in a message; the reference does."""
+"""Resolve a secret reference (`env:NAME`, `file:PATH`) where it is used, from that
+machine's own environment or files: a worker's SMTP passwords, a consumer's Centreon API
+password or token. The secret never travels in a message; the reference does."""
 
 from __future__ import annotations
 
@@ -8,10 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from smtp_checks.shared.config import SecretRef
+from smtp_checks.shared.errors import SecretNotFound
 
-
-class SecretNotFound(Exception):
-    """The reference does not resolve here. The message names the reference, never a value."""
+__all__ = ["SecretNotFound", "resolve_secret"]
 
 
 def resolve_secret(reference: str, environ: Mapping[str, str] | None = None) -> str:

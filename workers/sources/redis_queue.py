@@ -1,4 +1,5 @@
-"""A site's check queue on Redis, read in batches from the event loop, at least once.
+"""A site's check queue on a Redis broker, read in batches from the worker's event loop, at
+least once.
 
 The queue is the list kombu's Redis transport keeps for `checks.<site>`: the beat publishes
 Celery messages there (LPUSH), and a kombu consumer would take them one at a time (a BRPOP,
@@ -22,15 +23,26 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
+import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import redis.asyncio
+from celery import Celery
 from kombu import serialization
+from kombu.exceptions import OperationalError
 from kombu.transport.redis import Channel as KombuRedisChannel
 
-from smtp_checks.workers.check_runner import task_payload
+from smtp_checks.shared.celery_app import declare_queue
+from smtp_checks.shared.redis_client import REDIS_DOWN
+from smtp_checks.workers.sources.base import TakenMessage
+from smtp_checks.workers.task_messages import request_of
+
+log = logging.getLogger("smtp_checks.worker")
+_BROKER_DOWN: tuple[type[BaseException], ...] = (OperationalError, *REDIS_DOWN)
 
 UNACKED: Final = KombuRedisChannel.unacked_key
 UNACKED_INDEX: Final = KombuRedisChannel.unacked_index_key
@@ -71,20 +83,14 @@ return taken
 """
 
 
-@dataclass(frozen=True)
-class Delivery:
-    """One message taken from the queue. `request` is what the check runner validates;
-    `refusal` says why the message must not run at all (not JSON, not a kombu message)."""
-
+@dataclass(frozen=True, kw_only=True)
+class RedisMessage(TakenMessage):
     item: bytes  # the message as it sat on the list
-    tag: str | None  # kombu's delivery tag, the key of its unacked record
-    request: object
-    redelivered: bool
-    refusal: str | None = None
+    tag: str | None  # kombu's delivery tag, the key of its unacknowledged record
 
 
-def parse(item: bytes) -> Delivery:
-    """A message of the list as a Delivery; never raises."""
+def parse(item: bytes) -> RedisMessage:
+    """A message of the list; never raises."""
     try:
         envelope = json.loads(item)
     except ValueError:
@@ -92,7 +98,7 @@ def parse(item: bytes) -> Delivery:
     properties = _field(envelope, "properties")
     tag = _field(properties, "delivery_tag")
     if not isinstance(tag, str):
-        return Delivery(item, None, None, False, "not a kombu message")
+        return RedisMessage(item=item, tag=None, request=None, refusal="not a kombu message")
     redelivered = bool(_field(_field(properties, "delivery_info"), "redelivered"))
     content_type = _field(envelope, "content-type")
     if content_type != "application/json":
@@ -100,46 +106,83 @@ def parse(item: bytes) -> Delivery:
             str(content_type), "unknown"
         )
         refusal = f"content type {content_type!r} ({name}): only JSON is accepted"
-        return Delivery(item, tag, None, redelivered, refusal)
+        return RedisMessage(
+            item=item, tag=tag, request=None, redelivered=redelivered, refusal=refusal
+        )
     try:
         body = _field(envelope, "body")
         if _field(properties, "body_encoding") == "base64":
             body = base64.b64decode(body)
         decoded: Any = json.loads(body)
     except (ValueError, TypeError, binascii.Error) as error:
-        return Delivery(item, tag, None, redelivered, f"undecodable body ({error})")
+        refusal = f"undecodable body ({error})"
+        return RedisMessage(
+            item=item, tag=tag, request=None, redelivered=redelivered, refusal=refusal
+        )
     task = _field(_field(envelope, "headers"), "task")
-    return Delivery(item, tag, task_payload(task, decoded), redelivered)
+    return RedisMessage(
+        item=item, tag=tag, request=request_of(task, decoded), redelivered=redelivered
+    )
 
 
 def _field(value: object, name: str) -> Any:
     return value.get(name) if isinstance(value, dict) else None
 
 
-class RedisCheckQueue:
-    def __init__(self, client: redis.asyncio.Redis, queue: str) -> None:
+class RedisQueueSource:
+    """`checks.<site>` on a Redis broker (a `QueueSource`)."""
+
+    def __init__(self, client: redis.asyncio.Redis, app: Celery, queue: str) -> None:
         self._client = client
+        self._app = app
         self.name = queue
         self._settle_and_take = client.register_script(_SETTLE_AND_TAKE)
+        self._closed = threading.Event()
 
-    async def settle_and_take(self, acks: list[str], count: int) -> list[Delivery]:
-        """Acknowledge the messages of `acks` (delivery tags), then take up to `count` new
-        ones, oldest first, each recorded as unacknowledged; one round trip."""
-        if not acks and count <= 0:
+    async def exchange(self, done: Sequence[TakenMessage], room: int) -> list[TakenMessage]:
+        """Acknowledge `done`, then take up to `room` new messages, oldest first, each
+        recorded as unacknowledged; one round trip."""
+        tags = [
+            message.tag for message in done if isinstance(message, RedisMessage) and message.tag
+        ]
+        if not tags and room <= 0:
             return []
         items = await self._settle_and_take(
-            keys=[self.name, UNACKED, UNACKED_INDEX], args=[count, time.time(), *acks]
+            keys=[self.name, UNACKED, UNACKED_INDEX], args=[room, time.time(), *tags]
         )
         return [parse(item) for item in items]
 
-    async def give_back(self, deliveries: list[Delivery]) -> None:
+    async def give_back(self, messages: Sequence[TakenMessage]) -> None:
         """Put messages that were not run back at the head of the queue, unchanged."""
-        recorded = [delivery for delivery in deliveries if delivery.tag is not None]
-        tags = [delivery.tag for delivery in recorded if delivery.tag is not None]
+        recorded = [m for m in messages if isinstance(m, RedisMessage) and m.tag is not None]
+        tags = [message.tag for message in recorded if message.tag is not None]
         if not tags:
             return
         async with self._client.pipeline(transaction=True) as pipe:
-            pipe.rpush(self.name, *(delivery.item for delivery in reversed(recorded)))
+            pipe.rpush(self.name, *(message.item for message in reversed(recorded)))
             pipe.zrem(UNACKED_INDEX, *tags)
             pipe.hdel(UNACKED, *tags)
             await pipe.execute()
+
+    def housekeeping(self) -> None:
+        """Declare the queue (for publishers that do not), then restore, every few seconds,
+        the unacknowledged messages of workers dead for longer than the visibility timeout.
+        kombu's own code does both; it is synchronous, hence a thread, which sleeps."""
+        options = self._app.conf.broker_transport_options
+        interval = float(options.get("unacked_restore_interval", 10))
+        declared = False
+        while True:
+            try:
+                with self._app.connection_for_write() as connection:
+                    channel = connection.default_channel
+                    if not declared:
+                        declare_queue(self.name)(channel).declare()
+                        declared = True
+                    channel.qos.restore_visible(num=None)  # type: ignore[attr-defined]
+            except _BROKER_DOWN as error:
+                log.warning("could not restore unacknowledged checks: %s", error)
+            if self._closed.wait(interval):
+                return
+
+    def close(self) -> None:
+        self._closed.set()

@@ -8,28 +8,27 @@ together, while `time` counts only the probe (the server's time).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
 
-from smtp_checks.shared.celery_app import CHECK_TASK
 from smtp_checks.shared.messages import CheckRequest, CheckResult, Handling, Outcome
 from smtp_checks.shared.probe.asyncio_driver import run_probe
-from smtp_checks.workers.result_publisher import ResultPublisher
-from smtp_checks.workers.secrets import SecretNotFound, resolve_secret
+from smtp_checks.shared.redaction import redact_fields
+from smtp_checks.shared.secrets import SecretNotFound, resolve_secret
 from smtp_checks.workers.target_limits import LimiterUnavailable, PermitTimeout, TargetLimiter
 
 log = logging.getLogger("smtp_checks.worker")
 
-# Keys whose values are never copied into a dead letter: an invalid message may carry a
-# password its producer should not have put there.
-_SECRET_WORDS = ("pass", "secret", "token", "auth", "credential")
 # Permits are leases: a dead worker's permit frees itself this long after the check's timeout.
 _LEASE_MARGIN = 5.0
+
+
+MAX_LETTER_BYTES = 4096  # of the message kept in a dead letter: garbage can be megabytes
 
 
 @dataclass(frozen=True)
@@ -40,27 +39,13 @@ class DeadLetter:
     errors: tuple[str, ...]  # "location: message", without the offending values
     message: Any  # the message with secret-looking values redacted
 
-    def as_json(self) -> dict[str, Any]:
-        return {"reason": self.reason, "errors": list(self.errors), "message": self.message}
-
-
-def task_payload(task: object, body: object) -> object:
-    """The CheckRequest of a Celery task message (protocol 2 body: [args, kwargs, embed]).
-    A message of another task, or of another shape, is kept whole to be dead-lettered."""
-    if task != CHECK_TASK:
-        return {"task": task, "body": body}
-    if isinstance(body, list | tuple) and body and isinstance(body[0], list | tuple):
-        kwargs = body[1] if len(body) > 1 and isinstance(body[1], dict) else {}
-        return request_payload(body[0], kwargs)
-    return body
-
-
-def request_payload(args: Sequence[object], kwargs: Mapping[str, object]) -> object:
-    """The CheckRequest of a check task's arguments: its one positional argument. Anything
-    else is malformed and kept whole, to be dead-lettered as such."""
-    if len(args) == 1 and not kwargs:
-        return args[0]
-    return {"args": list(args), **kwargs}
+    def as_json(self) -> str:
+        """The letter as kept: reason and errors whole, the message cut to a bounded size."""
+        message = json.dumps(self.message, default=str)
+        kept: Any = self.message
+        if len(message) > MAX_LETTER_BYTES:
+            kept = f"{message[:MAX_LETTER_BYTES]}... ({len(message)} bytes, cut)"
+        return json.dumps({"reason": self.reason, "errors": list(self.errors), "message": kept})
 
 
 class CheckRunner:
@@ -104,16 +89,6 @@ class CheckRunner:
             )
         return await self._probe(request, handling, password)
 
-    async def run_and_publish(
-        self, raw: object, publisher: ResultPublisher, *, worker: str, redelivered: bool
-    ) -> CheckResult | DeadLetter:
-        """`run`, then publish a result (a dead letter is the caller's: it goes through the
-        broker, from the broker's thread)."""
-        outcome = await self.run(raw, worker=worker, redelivered=redelivered)
-        if isinstance(outcome, CheckResult):
-            await publisher.publish(outcome)
-        return outcome
-
     async def _probe(
         self, request: CheckRequest, handling: Handling, password: str | None
     ) -> CheckResult:
@@ -153,18 +128,4 @@ def _dead_letter(raw: object, error: ValidationError) -> DeadLetter:
         for details in error.errors(include_input=False, include_url=False)
     )
     log.warning("dead-lettered an invalid check request: %s", "; ".join(errors))
-    return DeadLetter("invalid CheckRequest", errors, redact(raw))
-
-
-def redact(value: Any) -> Any:
-    """`value` with every secret-looking key's value replaced, recursively."""
-    if isinstance(value, dict):
-        return {
-            key: "<redacted>"
-            if isinstance(key, str) and any(word in key.lower() for word in _SECRET_WORDS)
-            else redact(item)
-            for key, item in value.items()
-        }
-    if isinstance(value, list | tuple):
-        return [redact(item) for item in value]
-    return value
+    return DeadLetter("invalid CheckRequest", errors, redact_fields(raw))

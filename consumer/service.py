@@ -1,0 +1,96 @@
+"""The consumer assembled from the configuration, ready to run: the result reader in the
+calling thread, one deliverer thread per forwarder. What `smtp-checks consumer` and
+`smtp-checks run` start."""
+
+from __future__ import annotations
+
+import threading
+
+from smtp_checks.consumer.deliverer import Deliverer
+from smtp_checks.consumer.forwarders.base import Forwarder
+from smtp_checks.consumer.outbox import Outbox
+from smtp_checks.consumer.processor import ResultProcessor
+from smtp_checks.consumer.result_reader import ResultReader
+from smtp_checks.consumer.service_states import ServiceStates
+from smtp_checks.shared import config as models
+from smtp_checks.shared.backoff import Backoff
+from smtp_checks.shared.config import Config
+from smtp_checks.shared.errors import SetupError
+from smtp_checks.shared.outstanding import Ledger
+from smtp_checks.shared.redis_client import connect
+from smtp_checks.shared.result_queue import ResultQueue
+
+
+def build_forwarders(config: Config) -> list[Forwarder]:
+    """One forwarder per `centreon.forwarders` entry, in the file's order."""
+    # Imported when configured: the API forwarders need httpx, the command file does not.
+    forwarders: list[Forwarder] = []
+    for spec in config.centreon.forwarders:
+        if isinstance(spec, models.CommandFileForwarder):
+            from smtp_checks.consumer.forwarders.command_file import (  # noqa: PLC0415
+                CommandFileForwarder,
+            )
+
+            forwarders.append(CommandFileForwarder(spec.path, reader=spec.engine))
+        elif isinstance(spec, models.ApiV2Forwarder):
+            from smtp_checks.consumer.forwarders.api_v2 import ApiV2Forwarder  # noqa: PLC0415
+
+            forwarders.append(ApiV2Forwarder.from_config(spec))
+        else:
+            from smtp_checks.consumer.forwarders.api_v1 import ApiV1Forwarder  # noqa: PLC0415
+
+            forwarders.append(ApiV1Forwarder.from_config(spec))
+    return forwarders
+
+
+class ConsumerService:
+    """The consumer with its deliverers. `forwarders` replaces the configured ones (tests)."""
+
+    def __init__(self, config: Config, *, forwarders: list[Forwarder] | None = None) -> None:
+        if config.state_redis_url is None:
+            raise SetupError("the consumer needs Redis: set broker_url (Redis) or redis_url")
+        self.config = config
+        self.stop_event = threading.Event()
+        client = connect(config.state_redis_url)
+        centreon = config.centreon
+        self.deliverers = [
+            Deliverer(
+                Outbox(client, forwarder.name, max_length=centreon.outbox_max_length),
+                forwarder,
+                self.stop_event,
+                backoff=Backoff(),
+            )
+            for forwarder in (build_forwarders(config) if forwarders is None else forwarders)
+        ]
+        states = ServiceStates(
+            client,
+            [deliverer.outbox.key for deliverer in self.deliverers],
+            resend_interval=centreon.resend_interval,
+        )
+        self.processor = ResultProcessor(
+            config,
+            states,
+            Ledger(client, grace=centreon.orphan_grace),
+            on_forward=self._wake_deliverers,
+        )
+        states.forget_except(set(self.processor.known))
+        self.reader = ResultReader(ResultQueue(client), self.processor)
+
+    def _wake_deliverers(self) -> None:
+        for deliverer in self.deliverers:
+            deliverer.wake()
+
+    def run(self) -> None:
+        """Consume until `stop()`; returns once everything in hand is recorded."""
+        for deliverer in self.deliverers:
+            deliverer.start()
+        try:
+            self.reader.run()
+        finally:
+            self.stop_event.set()
+            for deliverer in self.deliverers:
+                deliverer.wake()
+                deliverer.join(timeout=30)
+
+    def stop(self) -> None:
+        self.reader.should_stop = True

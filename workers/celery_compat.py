@@ -1,0 +1,82 @@
+"""The compatibility path: the checks as a Celery task, for Celery's own command line
+(`SMTP_CHECKS_CONFIG=FILE SMTP_CHECKS_SITE=paris celery -A smtp_checks.workers.celery_compat
+worker -Q checks.paris -P threads -c 200`).
+
+Each task hands its check to the process's one event loop (in a thread of its own) and
+waits for it, with a pool thread per check in flight: simpler to embed in a Celery setup,
+slower and with a less exact `time` under load than `smtp-checks worker` (workers/core.py).
+If its outcome cannot be published, the message goes back to the queue (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from celery import Celery, Task
+from celery.exceptions import Reject
+
+from smtp_checks.shared.celery_app import CHECK_TASK, make_app
+from smtp_checks.shared.config import load_config
+from smtp_checks.shared.redis_client import REDIS_DOWN, connect_async
+from smtp_checks.workers.assembly import broker_and_redis, limiter
+from smtp_checks.workers.publisher import ResultPublisher
+from smtp_checks.workers.runner import CheckRunner, DeadLetter
+from smtp_checks.workers.task_messages import request_from_arguments
+
+_T = TypeVar("_T")
+
+
+class _LoopThread:
+    """The process's event loop, in a daemon thread; tasks wait on it from pool threads."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="smtp-checks-loop", daemon=True).start()
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+
+def celery_app(config_path: str, site: str) -> Celery:
+    config = load_config(config_path)
+    broker_url, state_url = broker_and_redis(config, site)
+    app = make_app(broker_url, config.sites, visibility_timeout=config.visibility_timeout)
+    loop = _LoopThread()
+    # Made on the loop: an asyncio client belongs to the loop that uses it.
+    client = loop.run(_connect(state_url))
+    runner, publisher = CheckRunner(limiter(config, client)), ResultPublisher(client)
+
+    def run_check(task: Task[..., None], /, *args: object, **kwargs: object) -> None:
+        delivery = task.request.delivery_info or {}
+        outcome = loop.run(
+            runner.run(
+                request_from_arguments(args, kwargs),
+                worker=task.request.hostname or "unknown",
+                redelivered=bool(delivery.get("redelivered")),
+            )
+        )
+        results, letters = ([], [outcome]) if isinstance(outcome, DeadLetter) else ([outcome], [])
+        try:
+            loop.run(publisher.publish(results, letters))
+        except REDIS_DOWN as error:
+            raise Reject(f"cannot publish the outcome: {error}", requeue=True) from error
+
+    app.task(
+        name=CHECK_TASK,
+        bind=True,
+        rate_limit=config.sites[site].rate_limit,
+        acks_late=True,
+        ignore_result=True,
+    )(run_check)
+    return app
+
+
+async def _connect(url: str) -> Any:
+    return connect_async(url)
+
+
+app = celery_app(os.environ["SMTP_CHECKS_CONFIG"], os.environ["SMTP_CHECKS_SITE"])

@@ -1,0 +1,195 @@
+"""The worker: one asyncio event loop runs every check of the process and the queue's work,
+whichever the broker (workers/sources/: Redis read in batches from the loop itself,
+RabbitMQ through a consumer thread).
+
+The loop works in ticks (every 10 ms while checks run or ran in the last second, every
+50 ms when the site is quiet, every 10 ms while a backlog starts), each tick in two round
+trips whatever the load:
+
+1. publish the results (and dead letters) of the checks finished since the last tick;
+2. settle (acknowledge) their messages, and take as many new ones as there is room for
+   (the concurrency left, and the site's rate limit), each started as a task on the loop.
+
+A result is published before its message is settled: a crash in between runs the check
+again (the consumer recognises a run it already has). At shutdown, checks in flight get a
+bounded time to finish; the messages of those that did not are given back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+from smtp_checks.shared.backoff import Backoff
+from smtp_checks.shared.messages import CheckResult
+from smtp_checks.shared.redis_client import REDIS_DOWN
+from smtp_checks.workers.publisher import ResultPublisher
+from smtp_checks.workers.rate_limit import RateLimit
+from smtp_checks.workers.runner import CheckRunner, DeadLetter
+from smtp_checks.workers.sources.base import QueueSource, TakenMessage
+
+log = logging.getLogger("smtp_checks.worker")
+
+_TICK = 0.01  # seconds between ticks while checks run: how long a result may wait
+# A backlog starts in slices of at most _MAX_BATCH checks, one every _SLICE seconds (2,500
+# a second, more than a process should run: README, Sizing). A thousand checks started in
+# one turn of the loop would need it at the same moments all the way through, and their
+# replies would wait to be read. Measured with 1,000 starting at once, `time`'s p99 error:
+# 6 ms with slices of 25 every 5 ms, 4.1 to 4.3 ms every 10 ms (BENCHMARKS.md, "Workers").
+_MAX_BATCH = 25
+_SLICE = 0.01
+_IDLE_TICK = 0.05  # seconds between looks at the queue once idle for _IDLE_AFTER seconds
+_IDLE_AFTER = 1.0
+_DRAIN_TIMEOUT = 60.0  # seconds in-flight checks get to finish at shutdown (beyond: given back)
+_RELEASE_TIMEOUT = 3.0  # seconds cancelled checks get to release their per-target permits
+
+
+class Worker:
+    """Runs the checks of one queue source until `stop_event` is set."""
+
+    def __init__(
+        self,
+        source: QueueSource,
+        runner: CheckRunner,
+        publisher: ResultPublisher,
+        *,
+        name: str,
+        concurrency: int,
+        rate_limit: str | None,
+    ) -> None:
+        self.source = source
+        self.runner = runner
+        self.publisher = publisher
+        self.name = name
+        self.concurrency = concurrency
+        self.rate = RateLimit(rate_limit, burst=_IDLE_TICK)
+        self.stop_event = threading.Event()  # set from a signal handler or another thread
+        self._running: dict[asyncio.Task[None], TakenMessage] = {}
+        self._results: list[CheckResult] = []  # finished, not yet published
+        self._letters: list[DeadLetter] = []
+        self._done: list[TakenMessage] = []  # to settle once `_results` are out
+        self._busy_at = 0.0  # when a check last ran (time.monotonic())
+
+    def run(self) -> None:
+        """Work until `stop_event`; then let the checks in flight finish (bounded)."""
+        housekeeper = threading.Thread(
+            target=self.source.housekeeping, name="smtp-checks-queue", daemon=True
+        )
+        housekeeper.start()
+        try:
+            asyncio.run(self._work())
+        finally:
+            self.stop_event.set()
+            self.source.close()
+            housekeeper.join(timeout=5)  # kombu's restore may finish; nothing waits on it
+
+    async def _work(self) -> None:
+        log.info(
+            "%s consuming %s, up to %d checks at once",
+            self.name,
+            self.source.name,
+            self.concurrency,
+        )
+        backoff = Backoff(cap=10.0)
+        while not self.stop_event.is_set():
+            tick_started = time.monotonic()
+            try:
+                more = await self._tick(taking=True)
+                backoff.reset()
+            except REDIS_DOWN as error:
+                delay = backoff.next_delay()
+                log.warning("broker or Redis unavailable (%s): retrying in %.1f s", error, delay)
+                await asyncio.sleep(delay)
+                continue
+            if more:  # the next slice a _SLICE after this one started
+                await asyncio.sleep(max(0.0, tick_started + _SLICE - time.monotonic()))
+            else:
+                await asyncio.sleep(self._tick_interval())
+        await self._drain()
+
+    def _tick_interval(self) -> float:
+        """A tick while checks run or ran lately; slower only when the site is quiet."""
+        now = time.monotonic()
+        if self._running:
+            self._busy_at = now
+        return _TICK if now - self._busy_at < _IDLE_AFTER else _IDLE_TICK
+
+    async def _tick(self, *, taking: bool) -> bool:
+        """Publish what finished, settle its messages, take new ones; True when the queue may
+        hold more than was taken."""
+        # All three at once, before any await: a message must never be settled before its
+        # result is out.
+        results, letters, done = self._results, self._letters, self._done
+        self._results, self._letters, self._done = [], [], []
+        try:
+            await self.publisher.publish(results, letters)
+        except BaseException:
+            self._results[:0], self._letters[:0], self._done[:0] = results, letters, done
+            raise
+        room = min(self.concurrency - len(self._running), _MAX_BATCH) if taking else 0
+        wanted = self.rate.take(room)
+        try:
+            taken = await self.source.exchange(done, wanted)
+        except BaseException:
+            self._done[:0] = done
+            self.rate.refund(wanted)
+            raise
+        self.rate.refund(wanted - len(taken))
+        for message in taken:
+            self._start(message)
+        return wanted > 0 and len(taken) == wanted
+
+    def _start(self, message: TakenMessage) -> None:
+        if message.refusal is not None:
+            # Refused unread (a pickle message is never deserialised), as Celery workers do.
+            log.warning("refused a message: %s", message.refusal)
+            self._done.append(message)
+            return
+        task = asyncio.create_task(self._check(message))
+        self._running[task] = message
+        task.add_done_callback(self._running.pop)
+
+    async def _check(self, message: TakenMessage) -> None:
+        try:
+            outcome = await self.runner.run(
+                message.request, worker=self.name, redelivered=message.redelivered
+            )
+        except Exception as error:  # the check's message must not be lost
+            log.error("check failed, giving its message back to the queue: %r", error)
+            await self._give_back([message])
+            return
+        if isinstance(outcome, DeadLetter):
+            self._letters.append(outcome)
+        else:
+            self._results.append(outcome)
+        self._done.append(message)
+
+    async def _drain(self) -> None:
+        """Let the checks in flight finish (bounded) and publish their results; give back
+        the messages of those that did not finish."""
+        deadline = time.monotonic() + _DRAIN_TIMEOUT
+        while self._running and time.monotonic() < deadline:
+            await asyncio.sleep(_TICK)
+            await self._settle_quietly()
+        unfinished = [message for task, message in self._running.items() if not task.done()]
+        for task in list(self._running):
+            task.cancel()
+        if self._running:  # let the cancelled checks release their permits
+            await asyncio.wait(list(self._running), timeout=_RELEASE_TIMEOUT)
+        await self._settle_quietly()
+        await self._give_back(unfinished)
+
+    async def _settle_quietly(self) -> None:
+        try:
+            await self._tick(taking=False)
+        except REDIS_DOWN as error:
+            log.warning("could not publish results yet: %s", error)
+
+    async def _give_back(self, messages: list[TakenMessage]) -> None:
+        try:
+            await self.source.give_back(messages)
+        except REDIS_DOWN as error:
+            # Still recorded as unacknowledged: restored after the visibility timeout.
+            log.warning("could not give back %d checks now (%s)", len(messages), error)
