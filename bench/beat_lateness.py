@@ -76,7 +76,9 @@ class Drain(threading.Thread):
             envelope = json.loads(reply[1])
             args = json.loads(base64.b64decode(envelope["body"]))[0]
             request = args[0]
-            self.taken.append((now, request["scheduled_for"], request["check_id"]))
+            self.taken.append(
+                (now, request["identity"]["scheduled_for"], request["identity"]["check_id"])
+            )
 
 
 def percentile(ordered: list[float], fraction: float) -> float:

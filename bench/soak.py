@@ -314,11 +314,12 @@ class ResultSampler(threading.Thread):
                 continue
             for item in raw:
                 result = json.loads(item)
-                if result["run_id"] in self.samples:
+                identity = result["identity"]
+                if identity["run_id"] in self.samples:
                     continue
-                self.samples[result["run_id"]] = Sample(
-                    result["scheduled_for"], result.get("started_at"), result["received_at"],
-                    result["ended_at"], result["outcome"], result["site"], result["worker"],
+                self.samples[identity["run_id"]] = Sample(
+                    identity["scheduled_for"], result.get("started_at"), result["received_at"],
+                    result["ended_at"], result["outcome"], identity["site"], result["worker"],
                 )  # fmt: skip
 
 

@@ -173,7 +173,8 @@ def report(
             if replied is not None:
                 server_late.append((replied - started - args.hold) * 1000)
         mine = sorted(
-            (r for r in results if ports[r["host"]] == server.port), key=lambda r: r["started_at"]
+            (r for r in results if ports[r["identity"]["host"]] == server.port),
+            key=lambda r: r["started_at"],
         )
         if len(mine) == len(records) and all(r["outcome"] == "success" for r in mine):
             for result, (_, _, replied) in zip(mine, sorted(records), strict=True):
