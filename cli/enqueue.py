@@ -13,8 +13,8 @@ from smtp_checks.scheduler.adhoc import connect, enqueue_check, find_check
 from smtp_checks.shared.adhoc_replies import AdhocReplies
 from smtp_checks.shared.celery_app import check_queue
 from smtp_checks.shared.config import load_config
+from smtp_checks.shared.ledger import Ledger
 from smtp_checks.shared.output.status import Status
-from smtp_checks.shared.outstanding import Ledger
 from smtp_checks.shared.redis_client import REDIS_DOWN
 from smtp_checks.shared.result_output import render_result
 

@@ -1,27 +1,42 @@
 """What the consumer does with results: render each CheckResult as Centreon output, track
 the state of every service, and queue what must reach Centreon (state changes, freshness
-refreshes, orphan UNKNOWNs) in each forwarder's outbox. Free of the queue that brings them
-(consumer/result_reader.py): a batch recorded twice forwards nothing twice."""
+refreshes, and the synthetic UNKNOWNs: orphans and starvation) in each forwarder's outbox.
+Free of the queue that brings them (consumer/result_reader.py): a batch recorded twice
+forwards nothing twice.
+
+Two synthetic UNKNOWNs, each for something an operator must see:
+
+- an **orphan**, for a run that produced nothing: taken by a worker that never answered, or
+  still queued on a site with no live worker (shared/ledger.py decides which runs);
+- **starvation**, once, for a service without a real result for `max(3 x interval,
+  resend_interval)` while its site has live workers: it says why, in its site's figures
+  from the workers' heartbeats (the checks per minute its workers run against those its
+  config asks for, the queue, the workers), and the next real result ends it. Not looked
+  for while the consumer is behind with its results: the missing results may be the ones
+  it has not read yet.
+"""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from pydantic import ValidationError
 
 from smtp_checks.consumer.forwarders.base import PassiveResult
-from smtp_checks.consumer.service_states import Decision, ServiceStates
+from smtp_checks.consumer.service_states import Decision, Observation, ServiceStates
 from smtp_checks.shared.celery_app import check_queue
-from smtp_checks.shared.config import Config
+from smtp_checks.shared.config import Config, ScheduledCheck
+from smtp_checks.shared.heartbeats import SiteWorkers
 from smtp_checks.shared.identity import CheckIdentity
+from smtp_checks.shared.ledger import Ledger, Orphan
 from smtp_checks.shared.messages import CheckResult
 from smtp_checks.shared.output.options import OutputOptions
 from smtp_checks.shared.output.plugin_output import PluginOutput
-from smtp_checks.shared.outstanding import Ledger, OutstandingRun
-from smtp_checks.shared.result_output import orphan_output, result_output
+from smtp_checks.shared.result_output import orphan_output, result_output, starved_output
 
 log = logging.getLogger("smtp_checks.consumer")
 
@@ -34,6 +49,15 @@ def passive_result(
     return PassiveResult(identity, options.exit_code(output.status), text, perfdata, check_time)
 
 
+def starve_after(check: ScheduledCheck, resend_interval: float) -> float:
+    """Seconds without a real result after which a service is starved."""
+    return max(3.0 * check.interval, resend_interval)
+
+
+Sites = Callable[[float], Mapping[str, SiteWorkers]]
+_DEAD_SITE_RECHECK = 30.0  # seconds before a starving service of a dead site is looked at again
+
+
 class ResultProcessor:
     """Everything the consumer does with results, free of the queue that brings them."""
 
@@ -43,24 +67,37 @@ class ResultProcessor:
         states: ServiceStates,
         ledger: Ledger,
         *,
+        sites: Sites = lambda now: {},
         on_forward: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.known = {(check.host, check.service): check for check in config.scheduled_checks()}
+        """`sites`: the sites with live workers at a time (from the heartbeats)."""
+        checks = config.scheduled_checks()
+        self.known = {(check.host, check.service): check for check in checks}
+        self._asked_per_minute: dict[str, float] = {}
+        for check in checks:
+            per_minute = self._asked_per_minute.get(check.site, 0.0) + 60.0 / check.interval
+            self._asked_per_minute[check.site] = per_minute
         self.states = states
         self.ledger = ledger
         self.counts: Counter[str] = Counter()
+        self.lag = 0.0  # seconds since the oldest result of the last batch ended
+        self._sites = sites
         self._on_forward = on_forward
         self._clock = clock
 
     def handle(self, payloads: list[bytes]) -> list[Decision]:
         """Record a batch of results as they come from the result queue (JSON)."""
-        items: list[tuple[str, PassiveResult]] = []
+        observations: list[Observation] = []
+        unsettled: list[str] = []
+        now, oldest = self._clock(), math.inf
         for payload in payloads:
             result = self._parse(payload)
             if result is None:
                 continue
-            self.ledger.settle(result.run_id)
+            oldest = min(oldest, result.ended_at)
+            if result.status is None:  # a worker of version 1: it did not settle its run
+                unsettled.append(result.run_id)
             if (result.host, result.service) not in self.known:
                 self.counts["unknown_service"] += 1
                 log.warning(
@@ -70,37 +107,82 @@ class ResultProcessor:
                 )
                 continue
             output, options = result_output(result), OutputOptions(mode=result.mode.value)
-            items.append(
-                (result.run_id, passive_result(result.identity, output, options, result.ended_at))
-            )
-        return self._record(items)
+            passive = passive_result(result.identity, output, options, result.ended_at)
+            observations.append(Observation(result.run_id, passive))
+        self.lag = max(0.0, now - oldest) if oldest < math.inf else 0.0
+        self.ledger.settle(unsettled)
+        return self._record(observations)
 
-    def sweep(self) -> list[Decision]:
-        """Report overdue runs as orphans and queue refreshes of states not sent lately."""
+    def sweep(self, *, behind: bool = False) -> list[Decision]:
+        """Report orphans, queue refreshes of states not sent lately and, unless `behind`
+        with the results, report starved services."""
         now = self._clock()
-        items = [
-            (f"orphan:{run.run_id}", self._orphan(run, now))
-            for run in self.ledger.take_orphans(now)
-            if (run.host, run.service) in self.known
-        ]
-        decisions = self._record(items)
+        sites = self._sites(now)
+        decisions = self._record(
+            [
+                Observation(f"orphan:{orphan.run.run_id}", self._orphan(orphan, now), "orphan")
+                for orphan in self.ledger.sweep(now, set(sites))
+                if (orphan.run.host, orphan.run.service) in self.known
+            ]
+        )
         refreshed = self.states.refresh_due(now)
         if refreshed:
             self.counts["refresh"] += refreshed
             self._on_forward()
+        if not behind:
+            decisions += self._starved(now, sites)
         return decisions
 
-    def _orphan(self, run: OutstandingRun, now: float) -> PassiveResult:
+    def _orphan(self, orphan: Orphan, now: float) -> PassiveResult:
+        run = orphan.run
         self.counts["orphan"] += 1
         waited = now - run.scheduled_for
-        output = orphan_output(check_queue(run.site), waited)
-        log.warning("orphaned: %s run %s, no result after %.0f s", run.check_id, run.run_id, waited)
+        taken_for = now - orphan.taken_at if orphan.taken_at is not None else 0.0
+        output = orphan_output(
+            check_queue(run.site), waited, taken_by=orphan.taken_by, taken_for=taken_for
+        )
+        log.warning(
+            "orphaned: %s run %s, no result after %.0f s%s",
+            run.check_id,
+            run.run_id,
+            waited,
+            f" (taken by {orphan.taken_by})" if orphan.taken_by else "",
+        )
         return passive_result(run.identity, output, OutputOptions(), now)
 
-    def _record(self, items: list[tuple[str, PassiveResult]]) -> list[Decision]:
-        if not items:
+    def _starved(self, now: float, sites: Mapping[str, SiteWorkers]) -> list[Decision]:
+        observations, dead_sites = [], []
+        for host, service, silent_since in self.states.starving(now):
+            check = self.known.get((host, service))
+            if check is None:
+                continue  # no longer configured: forgotten at the next start
+            workers = sites.get(check.site)
+            if workers is None:  # a dead site shows as orphans; starvation is for live ones
+                dead_sites.append((host, service))
+                continue
+            output = starved_output(
+                now - silent_since,
+                check.site,
+                runs_per_minute=workers.checks_per_minute,
+                asked_per_minute=self._asked_per_minute.get(check.site, 0.0),
+                queue_depth=workers.queue_depth,
+                workers=workers.workers,
+            )
+            identity = check.identity(f"starved:{now}", scheduled_for=now, stale_at=now)
+            passive = passive_result(identity, output, OutputOptions(), now)
+            observations.append(Observation(identity.run_id, passive, "starved"))
+        self.states.postpone_starvation(dead_sites, now + _DEAD_SITE_RECHECK)
+        decisions = self._record(observations)
+        for decision in decisions:
+            if decision.kind != "old":
+                self.counts["starved"] += 1
+                log.warning("starved: %s %s", decision.result.host, decision.result.output)
+        return decisions
+
+    def _record(self, observations: list[Observation]) -> list[Decision]:
+        if not observations:
             return []
-        decisions = self.states.record(items, self._clock())
+        decisions = self.states.record(observations, self._clock())
         for decision in decisions:
             self.counts[decision.kind] += 1
         if any(d.kind in ("change", "refresh") for d in decisions):

@@ -5,20 +5,22 @@ calling thread, one deliverer thread per forwarder. What `smtp-checks consumer` 
 from __future__ import annotations
 
 import threading
+import time
 
 from smtp_checks.consumer.deliverer import Deliverer
 from smtp_checks.consumer.forwarders.base import Forwarder
 from smtp_checks.consumer.outbox import Outbox
-from smtp_checks.consumer.processor import ResultProcessor
+from smtp_checks.consumer.processor import ResultProcessor, starve_after
 from smtp_checks.consumer.result_reader import ResultReader
 from smtp_checks.consumer.service_states import ServiceStates
 from smtp_checks.shared import config as models
 from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.config import Config
 from smtp_checks.shared.errors import SetupError
-from smtp_checks.shared.outstanding import Ledger
+from smtp_checks.shared.heartbeats import live_sites, read_heartbeats
+from smtp_checks.shared.ledger import Ledger
 from smtp_checks.shared.redis_client import connect
-from smtp_checks.shared.result_queue import ResultQueue
+from smtp_checks.shared.result_queue import ResultQueue, backlog_bound
 
 
 def build_forwarders(config: Config) -> list[Forwarder]:
@@ -62,19 +64,27 @@ class ConsumerService:
             )
             for forwarder in (build_forwarders(config) if forwarders is None else forwarders)
         ]
+        checks = config.scheduled_checks()
         states = ServiceStates(
             client,
             [deliverer.outbox.key for deliverer in self.deliverers],
             resend_interval=centreon.resend_interval,
+            starve_after={
+                (check.host, check.service): starve_after(check, centreon.resend_interval)
+                for check in checks
+            },
         )
         self.processor = ResultProcessor(
             config,
             states,
             Ledger(client, grace=centreon.orphan_grace),
+            sites=lambda now: live_sites(read_heartbeats(client, now), now),
             on_forward=self._wake_deliverers,
         )
         states.forget_except(set(self.processor.known))
-        self.reader = ResultReader(ResultQueue(client), self.processor)
+        states.watch_starvation(list(self.processor.known), time.time())
+        queue = ResultQueue(client, bound=backlog_bound(len(checks)))
+        self.reader = ResultReader(queue, self.processor, client)
 
     def _wake_deliverers(self) -> None:
         for deliverer in self.deliverers:

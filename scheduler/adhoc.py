@@ -5,10 +5,11 @@ result reaches Centreon too), is recorded in the outstanding ledger like any run
 marked `adhoc` so the worker also posts its result where the enqueuer waits for it
 (`shared/adhoc_replies.py`). It is not claimed against a slot: asking twice runs twice.
 
-Its stale time is the check's interval from now, the window a scheduled run has: a worker
-of a busy site still has a whole interval to take it, and if none does, the check's next
-scheduled run measures the same thing. (The worker reports it `stale`, and `--wait` shows
-that as UNKNOWN.)
+It is always enqueued, even while a run of its check is pending, and never superseded; it
+supersedes the run of its check still queued, if any (dropped unrun when a worker takes
+it: the ad hoc run, just behind it, measures the same thing). Its stale time is the
+check's interval from now, the window a scheduled run has: on a site with no live
+worker it becomes an orphan after that time plus the grace, as any run.
 
 Priority: ad hoc runs go to the same queue as scheduled runs, in arrival order. On Redis,
 kombu implements priorities as separate lists, which would move every scheduled run off
@@ -28,8 +29,8 @@ from smtp_checks.scheduler.publisher import publish_runs
 from smtp_checks.shared.celery_app import make_app
 from smtp_checks.shared.config import Config, ScheduledCheck
 from smtp_checks.shared.errors import SetupError
+from smtp_checks.shared.ledger import Ledger
 from smtp_checks.shared.messages import CheckRequest
-from smtp_checks.shared.outstanding import Ledger
 from smtp_checks.shared.probe.spec import Mode
 from smtp_checks.shared.redis_client import connect as connect_redis
 

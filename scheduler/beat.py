@@ -10,7 +10,9 @@ synchronise: every beat computes the same slots, and a per-slot NX key
 twice) does not depend on it.
 
 The loop keeps a heap of (next due time, check). When a check is due, its *latest* slot is
-enqueued unless that slot was already enqueued: after any gap (a restart, a takeover, a
+enqueued unless that slot was already enqueued, or the check's previous run is still queued
+(then the slot is skipped and counted: an overloaded site checks less often rather than
+queueing runs it cannot start; shared/ledger.py): after any gap (a restart, a takeover, a
 stalled process) at most one run per check is owed, never the missed backlog. The sleep
 is capped so leadership, reloads and stop requests are noticed within a second.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -36,18 +39,26 @@ from smtp_checks.scheduler.publisher import RunPublisher
 from smtp_checks.scheduler.schedule import Cadence, Slot
 from smtp_checks.shared.celery_app import make_app
 from smtp_checks.shared.config import Config, ConfigError, ScheduledCheck, load_config
+from smtp_checks.shared.heartbeats import (
+    HEARTBEAT_EVERY,
+    Heartbeat,
+    live_sites,
+    read_heartbeats,
+    send_heartbeat,
+)
 from smtp_checks.shared.keys import KEYS, Keys
+from smtp_checks.shared.lease import ProcessName
+from smtp_checks.shared.ledger import Ledger, NewRun, Verdict
 from smtp_checks.shared.messages import CheckRequest
-from smtp_checks.shared.outstanding import Ledger
 
 log = logging.getLogger(__name__)
 
 MAX_SLEEP = 1.0  # seconds: how soon leadership changes, reloads and stops are noticed
-# Seconds: runs due within this much of each other go out in one round (one claim pipeline,
+# Seconds: runs due within this much of each other go out in one round (one ledger script,
 # one producer batch) rather than one wake-up each; it bounds the lateness it adds.
 COALESCE = 0.02
-BATCH_SIZE = 500  # runs per claim/publish round; leadership is re-checked between rounds
-RETRY_DELAY = 1.0  # seconds before a run whose claim failed (Redis down) is tried again
+BATCH_SIZE = 500  # runs per record/publish round; leadership is re-checked between rounds
+RETRY_DELAY = 1.0  # seconds before a run that could not be recorded (Redis down) is tried again
 SUMMARY_EVERY = 60.0  # seconds between INFO summaries
 
 
@@ -63,6 +74,7 @@ class _Stats:
 
     enqueued: int = 0
     already_enqueued: int = 0  # slots another beat (or an earlier leader) had claimed
+    skipped: int = 0  # slots of checks whose previous run was still queued
     failed: int = 0
     lateness: list[float] = field(default_factory=list)
 
@@ -76,8 +88,8 @@ class _Stats:
             late = f"p50 {p50:.3f} s, p99 {p99:.3f} s, max {ordered[-1]:.3f} s"
         return (
             f"{'leader' if leading else 'follower'}, {checks} checks: {self.enqueued} runs "
-            f"enqueued, {self.already_enqueued} already enqueued elsewhere, {self.failed} "
-            f"failed; lateness {late}"
+            f"enqueued, {self.already_enqueued} already enqueued elsewhere, {self.skipped} "
+            f"skipped (the previous run still queued), {self.failed} failed; lateness {late}"
         )
 
 
@@ -114,6 +126,12 @@ class Beat:
         self._file_stamp = _stamp(self._path)
         self._stats = _Stats()
         self._next_summary = time.monotonic() + SUMMARY_EVERY
+        self._keys = keys
+        self._name = str(ProcessName.mine())
+        self._started_at = clock()
+        self._queue_empty_at: dict[str, float] = {}
+        self._sites_read_at = -math.inf  # time.monotonic() of the last look at heartbeats
+        self._beat_at = -math.inf
         self._apply(config.scheduled_checks())
 
     @property
@@ -132,6 +150,7 @@ class Beat:
                 self._maybe_reload()
                 self._turn()
                 self._maybe_summarise()
+                self._maybe_beat()
                 stop.wait(self._sleep_time())
         finally:
             self._lock.release()
@@ -164,27 +183,45 @@ class Beat:
             due.append((entry, slot))
         if not due:
             return
+        runs = [self._new_run(entry, slot) for entry, slot in due]
         try:
-            claims = self._publisher.claim(
-                [(e.check.check_id, s.index, e.check.interval) for e, s in due]
-            )
+            verdicts = self._publisher.record(runs, queue_empty_at=self._site_queues_empty_at())
         except redis.RedisError as error:
-            log.error("cannot claim %d runs in Redis, retrying: %s", len(due), error)
+            log.error("cannot record %d runs in Redis, retrying: %s", len(due), error)
             for entry, _ in due:
                 self._push(entry.check.check_id, now + RETRY_DELAY)
             return
         requests: list[CheckRequest] = []
-        for (entry, slot), claimed in zip(due, claims, strict=True):
+        for (entry, slot), run, verdict in zip(due, runs, verdicts, strict=True):
             self._last[entry.check.check_id] = slot.scheduled_for
             self._push(entry.check.check_id, slot.stale_at)
-            if claimed:
-                requests.append(
-                    CheckRequest.from_scheduled(
-                        entry.check, scheduled_for=slot.scheduled_for, stale_at=slot.stale_at
-                    )
-                )
-        self._stats.already_enqueued += len(due) - len(requests)
+            if verdict is Verdict.ENQUEUED:
+                requests.append(run.request)
+            elif verdict is Verdict.PENDING:
+                self._stats.skipped += 1
+            else:
+                self._stats.already_enqueued += 1
         self._publish(requests)
+
+    def _new_run(self, entry: _Entry, slot: Slot) -> NewRun:
+        request = CheckRequest.from_scheduled(
+            entry.check, scheduled_for=slot.scheduled_for, stale_at=slot.stale_at
+        )
+        return self._publisher.scheduled_run(request, slot.index, entry.check.interval)
+
+    def _site_queues_empty_at(self) -> dict[str, float]:
+        """When each site's queue was last seen empty, from the workers' heartbeats (read
+        once a second at most)."""
+        if time.monotonic() - self._sites_read_at >= MAX_SLEEP:
+            now = self._clock()
+            sites = live_sites(read_heartbeats(self._client, now, keys=self._keys), now)
+            self._queue_empty_at = {
+                site: workers.queue_empty_at
+                for site, workers in sites.items()
+                if workers.queue_empty_at is not None
+            }
+            self._sites_read_at = time.monotonic()
+        return self._queue_empty_at
 
     def _publish(self, requests: list[CheckRequest]) -> None:
         try:
@@ -192,7 +229,8 @@ class Beat:
         except Exception as error:  # the broker or Redis: keep scheduling the next slots
             self._stats.failed += len(requests)
             log.error(
-                "could not enqueue %d runs (the consumer will report them as orphaned): %s",
+                "could not enqueue %d runs (awaited all the same: reported as orphans if "
+                "their site is dead, replaced by their next slot if not): %s",
                 len(requests),
                 error,
             )
@@ -282,6 +320,24 @@ class Beat:
         log.info("config reloaded: %d checks (was %d)", len(self._entries), before)
         return True
 
+    def _maybe_beat(self) -> None:
+        """This beat's heartbeat, every few seconds (a Redis outage only skips one)."""
+        now = self._clock()
+        if now - self._beat_at < HEARTBEAT_EVERY:
+            return
+        self._beat_at = now
+        heartbeat = Heartbeat(
+            role="beat",
+            name=self._name,
+            at=now,
+            started_at=self._started_at,
+            figures={"leading": int(self._leading), "checks": len(self._entries)},
+        )
+        try:
+            send_heartbeat(self._client, heartbeat, keys=self._keys)
+        except redis.RedisError as error:
+            log.debug("no heartbeat this time: %s", error)
+
     def _maybe_summarise(self) -> None:
         if time.monotonic() < self._next_summary:
             return
@@ -307,7 +363,7 @@ def _stamp(path: Path | None) -> tuple[int, int] | None:
 
 
 def _too_late(check: ScheduledCheck, slot: Slot, now: float) -> bool:
-    """A slot owed after a gap (start-up, takeover) that could not finish before its stale
-    time: enqueueing it would only produce a 'not started in time' UNKNOWN. The next slot
-    comes soon enough. In steady state a slot goes out at its time and is never this late."""
+    """A slot owed after a gap (start-up, takeover) that could not finish before the next
+    slot starts: the next slot comes soon enough, and enqueueing both would run the check
+    twice in a row. In steady state a slot goes out at its time and is never this late."""
     return slot.stale_at - now < min(check.timeout, check.interval) / 2

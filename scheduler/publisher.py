@@ -1,34 +1,35 @@
-"""Put check runs on their site's queue: claimed once, recorded in the ledger, then published.
+"""Put check runs on their site's queue: recorded in the ledger once, then published.
 
-Used by the beat (many runs at a time) and by `smtp-checks enqueue` (one). Three steps, in
+Used by the beat (many runs at a time) and by `smtp-checks enqueue` (one). Two steps, in
 this order:
 
-1. **Claim** (scheduled runs only): `SET smtp-checks:sched:<check_id>:<slot> 1 NX EX <2 x
-   interval>`. Whoever sets the key owns the slot; anyone else (a second beat, a beat that
-   just took over, a restarted beat) skips it. This, not the leader lock, is what guarantees
-   that no slot is enqueued twice. The key outlives the slot's stale time, after which
-   nobody would enqueue that slot anyway.
-2. **Record** the run in the outstanding ledger, so the consumer reports it as orphaned if
-   no result comes back. Before publishing, not after: a fast worker's result must never
-   arrive before the run is expected (it would be reported as an orphan later). A run
-   recorded but never published is reported as an orphan too, which is the truth.
-3. **Publish** the CheckRequest with Celery `expires` at its stale time, all runs of a batch
-   through one producer and, on Redis, one pipeline (kombu's publish batch).
+1. **Record** (`Ledger.enqueue`, one script for the whole batch): a scheduled run claims its
+   slot (`SET smtp-checks:sched:<check_id>:<slot> 1 NX EX <2 x interval>`: whoever sets the
+   key owns the slot; a second beat, a beat that just took over or a restarted one skips
+   it; this, not the leader lock, is what guarantees that no slot is enqueued twice), unless
+   its check still has a run queued, when the slot is skipped (at most one pending run per
+   check, shared/ledger.py). A recorded run is awaited: the consumer reports it if no result
+   comes back. Before publishing, not after: a fast worker must never take a run the ledger
+   does not know yet. A run recorded but never published (the broker refused it) is still
+   awaited, and reported as an orphan if its site is dead, or found lost and replaced by the
+   check's next slot if not.
+2. **Publish** the recorded runs' CheckRequests, all of a batch through one producer and, on
+   Redis, one pipeline (kombu's publish batch). Without an expiry: a run is never dropped
+   for being late, only for being superseded.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 
 import redis
 from celery import Celery
 
 from smtp_checks.shared.celery_app import CHECK_TASK, check_queue
 from smtp_checks.shared.keys import KEYS, Keys
+from smtp_checks.shared.ledger import Ledger, NewRun, Verdict
 from smtp_checks.shared.messages import CheckRequest
-from smtp_checks.shared.outstanding import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -45,31 +46,34 @@ class RunPublisher:
         keys: Keys = KEYS,
     ) -> None:
         self.app = app
-        self._client = client
         self._ledger = ledger or Ledger(client, keys=keys)
         self._keys = keys
 
-    def claim(self, slots: Sequence[tuple[str, int, int]]) -> list[bool]:
-        """Claim (check_id, slot index, interval) slots in one round trip; True for each
-        slot this caller now owns, False for one already enqueued by someone."""
-        if not slots:
-            return []
-        pipe = self._client.pipeline(transaction=False)
-        for check_id, index, interval in slots:
-            pipe.set(self._keys.slot(check_id, index), 1, nx=True, ex=max(2 * interval, 1))
-        return [bool(reply) for reply in pipe.execute()]
+    def scheduled_run(self, request: CheckRequest, index: int, interval: int) -> NewRun:
+        """Slot `index` of a check that runs every `interval` seconds, as `request`."""
+        return NewRun(request, self._keys.slot(request.check_id, index), max(2 * interval, 1))
+
+    def record(
+        self, runs: Sequence[NewRun], *, queue_empty_at: Mapping[str, float] | None = None
+    ) -> list[Verdict]:
+        """Step 1 for a batch: what the ledger made of each run (raises if Redis refuses)."""
+        return self._ledger.enqueue(runs, queue_empty_at=queue_empty_at)
 
     def publish(self, requests: Sequence[CheckRequest]) -> None:
-        """Record and publish `requests` (see `publish_runs`)."""
-        publish_runs(self.app, self._ledger, requests)
+        """Step 2: publish recorded runs (raises if the broker refuses)."""
+        send_runs(self.app, requests)
 
 
 def publish_runs(app: Celery, ledger: Ledger, requests: Sequence[CheckRequest]) -> None:
-    """Record `requests` in the ledger, then publish them through one producer; raises if
-    the broker or Redis refuses (runs already recorded are then reported as orphans)."""
+    """Record and publish ad hoc `requests`: always enqueued, never claimed against a slot."""
+    verdicts = ledger.enqueue([NewRun(request) for request in requests])
+    send_runs(app, [r for r, v in zip(requests, verdicts, strict=True) if v is Verdict.ENQUEUED])
+
+
+def send_runs(app: Celery, requests: Sequence[CheckRequest]) -> None:
+    """Publish `requests` through one producer; raises if the broker refuses."""
     if not requests:
         return
-    ledger.expect(*requests)
     with app.producer_or_acquire() as producer, producer.batch(max_size=PUBLISH_BATCH):
         # Declare each queue once per batch, not once per message (kombu's per-message
         # check costs more than building the message).
@@ -80,7 +84,6 @@ def publish_runs(app: Celery, ledger: Ledger, requests: Sequence[CheckRequest]) 
                 CHECK_TASK,
                 args=[request.model_dump(mode="json")],
                 queue=check_queue(request.site),
-                expires=datetime.fromtimestamp(request.stale_at, tz=UTC),
                 producer=producer,
                 declare=[],
                 # Celery would otherwise repr() the whole request into the headers: slow to

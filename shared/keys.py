@@ -43,6 +43,21 @@ class Keys:
         """Hash: run id -> the run's ledger entry."""
         return f"{self.prefix}outstanding:runs"
 
+    @property
+    def outstanding_pending(self) -> str:
+        """Hash: check id -> "<run id> <enqueued at>", its run queued and not yet taken."""
+        return f"{self.prefix}outstanding:pending"
+
+    @property
+    def outstanding_latest(self) -> str:
+        """Hash: check id -> the id of its newest run: an older one is superseded."""
+        return f"{self.prefix}outstanding:latest"
+
+    @property
+    def outstanding_taken(self) -> str:
+        """Hash: run id -> the worker that took it and when (JSON)."""
+        return f"{self.prefix}outstanding:taken"
+
     def adhoc_reply(self, run_id: str) -> str:
         """The short-lived list an ad hoc run's result is posted to."""
         return f"{self.prefix}adhoc:{run_id}"
@@ -61,6 +76,19 @@ class Keys:
     def dead_letters(self) -> str:
         """List: the newest messages workers refused as invalid, bounded."""
         return f"{self.prefix}dead_letters"
+
+    # --- every role --------------------------------------------------------------------------
+
+    @property
+    def heartbeats(self) -> str:
+        """Hash: "<role>:<name>" -> that process's last heartbeat (shared/heartbeats.py)."""
+        return f"{self.prefix}heartbeats"
+
+    @property
+    def counters(self) -> str:
+        """Hash: counters of what the roles did that leaves no other trace (skipped slots,
+        superseded runs, results dropped past the backlog bound)."""
+        return f"{self.prefix}counters"
 
     # --- results ---------------------------------------------------------------------------
 
@@ -96,6 +124,11 @@ class Keys:
     def states_resend(self) -> str:
         """Sorted set: services by the time their state is due to be sent again."""
         return f"{self.prefix}states:resend"
+
+    @property
+    def states_starving(self) -> str:
+        """Sorted set: services by the time they count as starved without a real result."""
+        return f"{self.prefix}states:starving"
 
     def outbox(self, forwarder: str) -> str:
         """The list of passive results waiting for `forwarder`."""

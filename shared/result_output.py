@@ -38,12 +38,42 @@ def render_result(result: CheckResult, options: OutputOptions | None = None) -> 
     return result_output(result).render(options or OutputOptions(mode=result.mode.value))
 
 
-def orphan_output(site_queue: str, waited: float) -> PluginOutput:
-    """For a scheduled check whose result never came: operators must see a dead site."""
+def orphan_output(
+    site_queue: str, waited: float, *, taken_by: str | None = None, taken_for: float = 0.0
+) -> PluginOutput:
+    """For a run whose result never came: operators must see a dead site, or a dead worker."""
     output = PluginOutput()
+    if taken_by is None:
+        text = (
+            f"(service check orphaned: no worker on {site_queue} ran this check within "
+            f"{waited:.0f} s, is a worker of that site running?)"
+        )
+    else:
+        text = (
+            f"(service check orphaned: worker {taken_by} took this check {taken_for:.0f} s ago "
+            "and returned no result, did it die?)"
+        )
+    output.add_message(Status.UNKNOWN, text)
+    return output
+
+
+def starved_output(
+    silent_for: float,
+    site: str,
+    *,
+    runs_per_minute: float,
+    asked_per_minute: float,
+    queue_depth: int | None,
+    workers: int,
+) -> PluginOutput:
+    """For a service of a live site without a real result for too long: why, in the site's
+    own figures."""
+    output = PluginOutput()
+    depth = "?" if queue_depth is None else str(queue_depth)
     output.add_message(
         Status.UNKNOWN,
-        f"(service check orphaned: no worker on {site_queue} ran this check within "
-        f"{waited:.0f} s, is a worker of that site running?)",
+        f"no result for {silent_for:.0f} s: site {site} runs {runs_per_minute:.0f} of the "
+        f"{asked_per_minute:.0f} checks per minute its config asks for (queue {depth}, "
+        f"{workers} worker{'' if workers == 1 else 's'})",
     )
     return output

@@ -10,6 +10,16 @@ in-flight list and is removed only once recorded. A consumer that stops renewing
 lease (killed, hung) has its in-flight batch put back at the head of the queue, in order,
 by any live consumer; at once when the dead one was a process of the same machine (a
 consumer named by `shared.lease.ProcessName`), else once its lease has expired.
+
+The queue is bounded by the configuration, not by how long no consumer reads it (Redis runs
+with `noeviction`: once full, every write fails). Past `backlog_bound(checks)` results, the
+push that crosses it compacts the queue: it keeps every state change of each check (a result
+whose status differs from the one before it, of the same check, in the queue), the newest
+result of each check and anything it cannot read, in order, and drops the rest, counted in
+`smtp-checks:counters` (`results_compacted`). The consumer, when it comes back, gets the same
+states in the same order as if it had read everything, and the newest measurement of each.
+Only a check flapping so often that its changes alone pass twice the bound loses its oldest
+changes (`results_changes_dropped`), never its newest result.
 """
 
 from __future__ import annotations
@@ -38,17 +48,77 @@ return returned
 """
 
 
+# KEYS: queue, counters. ARGV: bound, then the results (JSON). Push; past the bound, compact.
+PUSH_BOUNDED = """
+for first = 2, #ARGV, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
+end
+if redis.call('LLEN', KEYS[1]) <= tonumber(ARGV[1]) then return 0 end
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+local checks, statuses, newest = {}, {}, {}
+for i, item in ipairs(items) do
+  local ok, result = pcall(cjson.decode, item)
+  if ok and type(result) == 'table' and type(result.identity) == 'table'
+      and type(result.identity.check_id) == 'string' and type(result.status) == 'number' then
+    checks[i], statuses[i] = result.identity.check_id, result.status
+    newest[result.identity.check_id] = i
+  end
+end
+local changes, last = {}, {}
+local count = 0
+for i = 1, #items do
+  local check = checks[i]
+  if check == nil or newest[check] == i or last[check] ~= statuses[i] then
+    changes[i] = true
+    count = count + 1
+    if check ~= nil then last[check] = statuses[i] end
+  end
+end
+-- Flapping beyond twice the bound: the oldest changes go too, never a check's newest.
+local excess, cut = count - 2 * tonumber(ARGV[1]), 0
+for i = 1, #items do
+  if excess <= 0 then break end
+  if changes[i] and checks[i] ~= nil and newest[checks[i]] ~= i then
+    changes[i], excess, cut = nil, excess - 1, cut + 1
+  end
+end
+local kept = {}
+for i, item in ipairs(items) do
+  if changes[i] then kept[#kept + 1] = item end
+end
+redis.call('DEL', KEYS[1])
+for first = 1, #kept, 1000 do
+  redis.call('RPUSH', KEYS[1], unpack(kept, first, math.min(first + 999, #kept)))
+end
+redis.call('HINCRBY', KEYS[2], 'results_compacted', #items - #kept - cut)
+if cut > 0 then redis.call('HINCRBY', KEYS[2], 'results_changes_dropped', cut) end
+return #items - #kept
+"""
+
+
+def backlog_bound(checks: int) -> int:
+    """How many results the queue holds before it is compacted: three rounds of every check,
+    and room for ad hoc runs."""
+    return 3 * checks + 1000
+
+
 class ResultQueue:
-    def __init__(self, client: redis.Redis, *, keys: Keys = KEYS) -> None:
+    def __init__(
+        self, client: redis.Redis, *, keys: Keys = KEYS, bound: int = backlog_bound(10_000)
+    ) -> None:
         self._client = client
         self._keys = keys
+        self.bound = bound
+        self._push = client.register_script(PUSH_BOUNDED)
         self._list = BatchList(client, keys.results)
         self.key = self._list.key
         self._consumers = keys.results_consumers
         self._reclaim = client.register_script(_RECLAIM)
 
-    def push(self, result: CheckResult) -> None:
-        self._client.rpush(self.key, result.model_dump_json())
+    def push(self, *results: CheckResult) -> int:
+        """Append `results`, compacting past the bound; how many older results it dropped."""
+        payloads = [result.model_dump_json() for result in results]
+        return int(self._push(keys=[self.key, self._keys.counters], args=[self.bound, *payloads]))
 
     def take(self, consumer: str, size: int, *, lease: float) -> list[bytes]:
         """The next batch for `consumer` (its unfinished one first); renews its lease."""

@@ -33,8 +33,13 @@ def build_worker(config: Config, site: str, *, name: str, concurrency: int) -> W
     return Worker(
         source,
         CheckRunner(limiter(config, client)),
-        ResultPublisher(client),
+        ResultPublisher(
+            client,
+            checks=len(config.scheduled_checks()),
+            orphan_grace=config.centreon.orphan_grace,
+        ),
         name=name,
+        site=site,
         concurrency=concurrency,
         rate_limit=config.sites[site].rate_limit,
     )

@@ -48,20 +48,23 @@ def celery_app(config_path: str, site: str) -> Celery:
     loop = _LoopThread()
     # Made on the loop: an asyncio client belongs to the loop that uses it.
     client = loop.run(_connect(state_url))
-    runner, publisher = CheckRunner(limiter(config, client)), ResultPublisher(client)
+    runner = CheckRunner(limiter(config, client))
+    publisher = ResultPublisher(
+        client, checks=len(config.scheduled_checks()), orphan_grace=config.centreon.orphan_grace
+    )
 
     def run_check(task: Task[..., None], /, *args: object, **kwargs: object) -> None:
         delivery = task.request.delivery_info or {}
-        outcome = loop.run(
-            runner.run(
-                request_from_arguments(args, kwargs),
-                worker=task.request.hostname or "unknown",
-                redelivered=bool(delivery.get("redelivered")),
-            )
-        )
-        results, letters = ([], [outcome]) if isinstance(outcome, DeadLetter) else ([outcome], [])
         try:
-            loop.run(publisher.publish(results, letters))
+            loop.run(
+                _check(
+                    runner,
+                    publisher,
+                    request_from_arguments(args, kwargs),
+                    worker=task.request.hostname or "unknown",
+                    redelivered=bool(delivery.get("redelivered")),
+                )
+            )
         except REDIS_DOWN as error:
             raise Reject(f"cannot publish the outcome: {error}", requeue=True) from error
 
@@ -73,6 +76,26 @@ def celery_app(config_path: str, site: str) -> Celery:
         ignore_result=True,
     )(run_check)
     return app
+
+
+async def _check(
+    runner: CheckRunner,
+    publisher: ResultPublisher,
+    raw: object,
+    *,
+    worker: str,
+    redelivered: bool,
+) -> None:
+    """One message as workers/core.py handles it: accept, take in the ledger, run, publish."""
+    accepted = runner.accept(raw, worker=worker, redelivered=redelivered)
+    if isinstance(accepted, DeadLetter):
+        await publisher.publish([], [accepted])
+        return
+    (current,) = await publisher.ledger.take([accepted.request], worker=worker)
+    if not current:  # a newer run of the check was enqueued after it
+        await publisher.publish([], superseded=1)
+        return
+    await publisher.publish([await runner.run(accepted)])
 
 
 async def _connect(url: str) -> Any:

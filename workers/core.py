@@ -6,9 +6,14 @@ The loop works in ticks (every 10 ms while checks run or ran in the last second,
 50 ms when the site is quiet, every 10 ms while a backlog starts), each tick in two round
 trips whatever the load:
 
-1. publish the results (and dead letters) of the checks finished since the last tick;
+1. publish the results (and dead letters) of the checks finished since the last tick, with
+   the settling of their runs in the ledger, and the worker's heartbeat when due;
 2. settle (acknowledge) their messages, and take as many new ones as there is room for
-   (the concurrency left, and the site's rate limit), each started as a task on the loop.
+   (the concurrency left, and the site's rate limit);
+
+and a third when it took messages: mark their runs as taken in the ledger, which says which
+of them a newer run of the same check has superseded. Those are dropped unrun (counted);
+the others start, each as a task on the loop, however late they are.
 
 A result is published before its message is settled: a crash in between runs the check
 again (the consumer recognises a run it already has). At shutdown, checks in flight get a
@@ -23,12 +28,14 @@ import threading
 import time
 
 from smtp_checks.shared.backoff import Backoff
+from smtp_checks.shared.heartbeats import Heartbeat
 from smtp_checks.shared.messages import CheckResult
 from smtp_checks.shared.redis_client import REDIS_DOWN
 from smtp_checks.workers.publisher import ResultPublisher
 from smtp_checks.workers.rate_limit import RateLimit
-from smtp_checks.workers.runner import CheckRunner, DeadLetter
+from smtp_checks.workers.runner import Accepted, CheckRunner, DeadLetter
 from smtp_checks.workers.sources.base import QueueSource, TakenMessage
+from smtp_checks.workers.vitals import WorkerVitals
 
 log = logging.getLogger("smtp_checks.worker")
 
@@ -56,6 +63,7 @@ class Worker:
         publisher: ResultPublisher,
         *,
         name: str,
+        site: str,
         concurrency: int,
         rate_limit: str | None,
     ) -> None:
@@ -65,12 +73,15 @@ class Worker:
         self.name = name
         self.concurrency = concurrency
         self.rate = RateLimit(rate_limit, burst=_IDLE_TICK)
+        self.vitals = WorkerVitals(name=name, site=site, queue=source.name, concurrency=concurrency)
         self.stop_event = threading.Event()  # set from a signal handler or another thread
         self._running: dict[asyncio.Task[None], TakenMessage] = {}
         self._results: list[CheckResult] = []  # finished, not yet published
         self._letters: list[DeadLetter] = []
         self._done: list[TakenMessage] = []  # to settle once `_results` are out
+        self._superseded = 0  # dropped unrun since the last publication
         self._busy_at = 0.0  # when a check last ran (time.monotonic())
+        self._ledger_down_logged = False
 
     def run(self) -> None:
         """Work until `stop_event`; then let the checks in flight finish (bounded)."""
@@ -119,51 +130,98 @@ class Worker:
     async def _tick(self, *, taking: bool) -> bool:
         """Publish what finished, settle its messages, take new ones; True when the queue may
         hold more than was taken."""
-        # All three at once, before any await: a message must never be settled before its
-        # result is out.
+        # All at once, before any await: a message must never be settled before its result
+        # is out.
         results, letters, done = self._results, self._letters, self._done
-        self._results, self._letters, self._done = [], [], []
+        superseded = self._superseded
+        self._results, self._letters, self._done, self._superseded = [], [], [], 0
         try:
-            await self.publisher.publish(results, letters)
+            await self.publisher.publish(
+                results, letters, heartbeat=await self._heartbeat(), superseded=superseded
+            )
         except BaseException:
             self._results[:0], self._letters[:0], self._done[:0] = results, letters, done
+            self._superseded += superseded
             raise
         room = min(self.concurrency - len(self._running), _MAX_BATCH) if taking else 0
         wanted = self.rate.take(room)
+        started = time.time()
         try:
             taken = await self.source.exchange(done, wanted)
         except BaseException:
             self._done[:0] = done
             self.rate.refund(wanted)
             raise
+        self.vitals.exchanged(started=started, emptied=len(taken) < wanted)
         self.rate.refund(wanted - len(taken))
-        for message in taken:
-            self._start(message)
+        await self._admit(taken)
         return wanted > 0 and len(taken) == wanted
 
-    def _start(self, message: TakenMessage) -> None:
-        if message.refusal is not None:
-            # Refused unread (a pickle message is never deserialised), as Celery workers do.
-            log.warning("refused a message: %s", message.refusal)
+    async def _heartbeat(self) -> Heartbeat | None:
+        now = time.time()
+        if not self.vitals.heartbeat_due(now):
+            return None
+        try:
+            self.vitals.queue_depth = await self.source.depth()
+        except REDIS_DOWN:
+            self.vitals.queue_depth = None
+        return self.vitals.heartbeat(now, in_flight=len(self._running))
+
+    async def _admit(self, taken: list[TakenMessage]) -> None:
+        """Start the taken messages that are valid and not superseded; settle the others."""
+        accepted: list[tuple[TakenMessage, Accepted]] = []
+        for message in taken:
+            if message.refusal is not None:
+                # Refused unread (a pickle message is never deserialised), as Celery does.
+                log.warning("refused a message: %s", message.refusal)
+                self._done.append(message)
+                continue
+            outcome = self.runner.accept(
+                message.request, worker=self.name, redelivered=message.redelivered
+            )
+            if isinstance(outcome, DeadLetter):
+                self._letters.append(outcome)
+                self._done.append(message)
+            else:
+                accepted.append((message, outcome))
+        for (message, run), current in zip(accepted, await self._take(accepted), strict=True):
+            if current:
+                self._start(message, run)
+                continue
+            log.debug("superseded: %s run %s, a newer run was enqueued", run.request.check_id,
+                      run.request.run_id)  # fmt: skip
+            self.vitals.superseded += 1
+            self._superseded += 1
             self._done.append(message)
-            return
-        task = asyncio.create_task(self._check(message))
+
+    async def _take(self, accepted: list[tuple[TakenMessage, Accepted]]) -> list[bool]:
+        """The ledger's verdict on each run; all current when the ledger is out of reach
+        (fail open: a Redis outage must not stop checks that may well be current)."""
+        requests = [run.request for _, run in accepted]
+        try:
+            verdicts = await self.publisher.ledger.take(requests, worker=self.name)
+        except REDIS_DOWN as error:
+            if not self._ledger_down_logged:
+                log.warning("ledger unavailable, running what was taken: %s", error)
+                self._ledger_down_logged = True
+            return [True] * len(requests)
+        self._ledger_down_logged = False
+        return verdicts
+
+    def _start(self, message: TakenMessage, run: Accepted) -> None:
+        task = asyncio.create_task(self._check(message, run))
         self._running[task] = message
         task.add_done_callback(self._running.pop)
 
-    async def _check(self, message: TakenMessage) -> None:
+    async def _check(self, message: TakenMessage, run: Accepted) -> None:
         try:
-            outcome = await self.runner.run(
-                message.request, worker=self.name, redelivered=message.redelivered
-            )
+            result = await self.runner.run(run)
         except Exception as error:  # the check's message must not be lost
             log.error("check failed, giving its message back to the queue: %r", error)
             await self._give_back([message])
             return
-        if isinstance(outcome, DeadLetter):
-            self._letters.append(outcome)
-        else:
-            self._results.append(outcome)
+        self._results.append(result)
+        self.vitals.finished(1, time.time())
         self._done.append(message)
 
     async def _drain(self) -> None:

@@ -1,6 +1,8 @@
-"""Publish what a worker's checks produced, from its event loop, in one pipelined round trip
-per batch: the results to the result queue (and, for ad hoc checks, to the reply list an
-enqueuer may wait on), and the dead letters to a bounded list."""
+"""Publish what a worker's checks produced, from its event loop, in one transaction per batch:
+the results to the result queue (bounded: shared/result_queue.py) with the settling of their
+runs in the ledger, so that no sweep can ever see a published result's run as an orphan; for
+ad hoc runs, the reply list an enqueuer may wait on; the dead letters, to a bounded list; and
+the worker's heartbeat and counters, when due."""
 
 from __future__ import annotations
 
@@ -9,28 +11,57 @@ from collections.abc import Sequence
 import redis.asyncio
 
 from smtp_checks.shared.adhoc_replies import REPLY_TTL
+from smtp_checks.shared.heartbeats import Heartbeat
 from smtp_checks.shared.keys import KEYS, Keys
+from smtp_checks.shared.ledger import DEFAULT_GRACE, WorkerLedger
 from smtp_checks.shared.messages import CheckResult
+from smtp_checks.shared.result_queue import PUSH_BOUNDED, backlog_bound
 from smtp_checks.workers.runner import DeadLetter
 
 MAX_DEAD_LETTERS = 1000  # the newest are kept: an operator looks at what goes wrong now
 
 
 class ResultPublisher:
-    def __init__(self, client: redis.asyncio.Redis, *, keys: Keys = KEYS) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        *,
+        checks: int,
+        orphan_grace: float = DEFAULT_GRACE,
+        keys: Keys = KEYS,
+    ) -> None:
+        """`checks`: how many checks the configuration has (the result queue's bound);
+        `orphan_grace`: the config's, for the due time of the runs this worker takes."""
         self._client = client
         self._keys = keys
+        self._ledger = WorkerLedger(client, keys=keys, grace=orphan_grace)
+        self._bound = backlog_bound(checks)
+        self._push = client.register_script(PUSH_BOUNDED)
+
+    @property
+    def ledger(self) -> WorkerLedger:
+        return self._ledger
 
     async def publish(
-        self, results: Sequence[CheckResult], letters: Sequence[DeadLetter] = ()
+        self,
+        results: Sequence[CheckResult],
+        letters: Sequence[DeadLetter] = (),
+        *,
+        heartbeat: Heartbeat | None = None,
+        superseded: int = 0,
     ) -> None:
-        """`results` in order, and `letters`, in one pipelined round trip."""
-        if not results and not letters:
+        """`results` in order, `letters`, and what else is due, in one round trip."""
+        if not results and not letters and heartbeat is None and not superseded:
             return
         payloads = [result.model_dump_json() for result in results]
-        async with self._client.pipeline(transaction=False) as pipe:
+        async with self._client.pipeline(transaction=True) as pipe:
             if payloads:
-                pipe.rpush(self._keys.results, *payloads)
+                await self._push(
+                    keys=[self._keys.results, self._keys.counters],
+                    args=[self._bound, *payloads],
+                    client=pipe,
+                )
+                self._ledger.settle_in(pipe, [result.run_id for result in results])
             for result, payload in zip(results, payloads, strict=True):
                 if result.adhoc:
                     reply = self._keys.adhoc_reply(result.run_id)
@@ -39,4 +70,8 @@ class ResultPublisher:
             if letters:
                 pipe.lpush(self._keys.dead_letters, *(letter.as_json() for letter in letters))
                 pipe.ltrim(self._keys.dead_letters, 0, MAX_DEAD_LETTERS - 1)
+            if superseded:
+                pipe.hincrby(self._keys.counters, "superseded", superseded)
+            if heartbeat is not None:
+                heartbeat.write(pipe, self._keys)
             await pipe.execute()

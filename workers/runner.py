@@ -1,9 +1,14 @@
 """Run one check request on a worker and always end with a CheckResult or a dead letter.
 
-The order of the steps is the point: validate the message; drop it if it is stale (it
-must not run late); resolve the credential here, from the worker's own environment; wait
-for a per-target permit; probe. The check's timeout bounds the permit wait and the probe
-together, while `time` counts only the probe (the server's time).
+Two steps, with the ledger between them (workers/core.py): `accept` validates the message
+(an invalid one becomes a dead letter) and notes how it was handled; then, unless the
+ledger says a newer run of the same check has superseded it, `run` resolves the credential
+here, from the worker's own environment, waits for a per-target permit and probes. A run
+is never dropped for being late: however long it waited in the queue, it is the newest
+measurement anyone asked for (shared/ledger.py). The check's timeout bounds the permit
+wait and the probe together, while `time` counts only the probe (the server's time). Each
+result carries its plugin status, worked out here as the consumer would, so that a backlog
+of results can be compacted without losing a state change (shared/result_queue.py).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pydantic import ValidationError
 from smtp_checks.shared.messages import CheckRequest, CheckResult, Handling, Outcome
 from smtp_checks.shared.probe.asyncio_driver import run_probe
 from smtp_checks.shared.redaction import redact_fields
+from smtp_checks.shared.result_output import result_output
 from smtp_checks.shared.secrets import SecretNotFound, resolve_secret
 from smtp_checks.workers.target_limits import LimiterUnavailable, PermitTimeout, TargetLimiter
 
@@ -48,6 +54,14 @@ class DeadLetter:
         return json.dumps({"reason": self.reason, "errors": list(self.errors), "message": kept})
 
 
+@dataclass(frozen=True)
+class Accepted:
+    """A valid request taken off the queue, with how the worker received it."""
+
+    request: CheckRequest
+    handling: Handling
+
+
 class CheckRunner:
     """What a worker process does with each message; shared by all its checks."""
 
@@ -55,9 +69,9 @@ class CheckRunner:
         # None only where no Redis is at hand (tests of the runner alone).
         self._limiter = limiter
 
-    async def run(
-        self, raw: object, *, worker: str, redelivered: bool = False
-    ) -> CheckResult | DeadLetter:
+    @staticmethod
+    def accept(raw: object, *, worker: str, redelivered: bool = False) -> Accepted | DeadLetter:
+        """The request of a message, or the dead letter of an invalid one."""
         received_at = time.time()
         try:
             request = CheckRequest.model_validate(raw)
@@ -69,23 +83,18 @@ class CheckRunner:
             queue_wait=max(0.0, received_at - request.scheduled_for),
             redelivered=redelivered,
         )
-        if received_at >= request.stale_at:
-            late = received_at - request.scheduled_for
-            log.info(
-                "dropped stale check %s run %s (%.1fs late)", request.check_id, request.run_id, late
-            )
-            return CheckResult.not_run(
-                request,
-                handling,
-                Outcome.STALE,
-                f"not started: taken by the worker {late:.0f}s after its scheduled time, "
-                "past its next run",
-            )
+        return Accepted(request, handling)
+
+    async def run(self, accepted: Accepted) -> CheckResult:
+        """Probe an accepted request; its result, with its plugin status."""
+        return with_status(await self._run(accepted.request, accepted.handling))
+
+    async def _run(self, request: CheckRequest, handling: Handling) -> CheckResult:
         try:
             password = resolve_secret(request.password_ref) if request.password_ref else None
         except SecretNotFound as error:
             return CheckResult.not_run(
-                request, handling, Outcome.CREDENTIAL, f"{error} on {worker}"
+                request, handling, Outcome.CREDENTIAL, f"{error} on {handling.worker}"
             )
         return await self._probe(request, handling, password)
 
@@ -120,6 +129,11 @@ async def _probe_now(
     started_at = time.time()
     probe = await run_probe(request.probe_spec(password), deadline=deadline)
     return CheckResult.from_probe(request, handling, probe, started_at)
+
+
+def with_status(result: CheckResult) -> CheckResult:
+    """`result` with the plugin status the consumer will give it."""
+    return result.model_copy(update={"status": int(result_output(result).status)})
 
 
 def _dead_letter(raw: object, error: ValidationError) -> DeadLetter:

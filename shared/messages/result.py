@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from smtp_checks.shared.identity import CheckIdentity, Identified
 from smtp_checks.shared.messages import version_1
@@ -84,6 +84,9 @@ class CheckResult(Identified, _Message):
     tls_version: str | None = None
     tls_cipher: str | None = None
     cert_days_left: float | None = None
+    # The plugin status (0-3) the worker worked out, as the consumer will: what compacting a
+    # backlog of results goes by. None from a worker of version 1.
+    status: int | None = Field(default=None, ge=0, le=3)
 
     @model_validator(mode="before")
     @classmethod

@@ -7,7 +7,7 @@ A `Pipeline` owns, in a directory of its own:
 - a real Nagios 4 core reading the command file (tests/nagios.py's configuration), which
   can be stopped and started again on the same FIFO (the Centreon-gone fault);
 - a config file with two sites, `paris` and `lyon`, short intervals and timeouts;
-- the roles as real processes, exactly as deployed: `python -m shared.cli.main beat |
+- the roles as real processes, exactly as deployed: `python -m smtp_checks.cli.main beat |
   worker | consumer --config FILE`, pointed at that Redis through SMTP_CHECKS_BROKER_URL and
   SMTP_CHECKS_REDIS_URL (as `smtp-checks run` does), each logging to a file of its own.
 
@@ -49,8 +49,8 @@ from smtp_checks.consumer.forwarders.base import PassiveResult
 from smtp_checks.consumer.forwarders.command_file import command_line
 from smtp_checks.shared.config import EngineReader, load_config
 from smtp_checks.shared.keys import KEYS
+from smtp_checks.shared.ledger import OutstandingRun
 from smtp_checks.shared.messages import CheckResult
-from smtp_checks.shared.outstanding import OutstandingRun
 from tests.nagios import NAGIOS, Nagios, prepare, require_nagios
 
 RESULTS_KEY = KEYS.results
@@ -318,6 +318,7 @@ class Pipeline:
         redis_password: str | None = None,
         redis_tls: bool = False,
         forwarders: list[dict[str, Any]] | None = None,
+        concurrency: int = 50,
     ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -379,7 +380,8 @@ class Pipeline:
         )
         for site, names in self.worker_names.items():
             for name in names:
-                argv = [*command, "worker", *common, "--site", site, "--concurrency", "50"]
+                argv = [*command, "worker", *common, "--site", site]
+                argv += ["--concurrency", str(concurrency)]
                 argv += ["--hostname", f"{name}@e2e", "--loglevel", "INFO"]
                 self._add(Role(name, argv, logs / f"{name}.log"))
         self._add(Role("consumer", [*command, "consumer", *common], logs / "consumer.log"))

@@ -72,7 +72,8 @@ def test_a_worker_killed_mid_check_has_its_checks_redelivered_or_reported(
     assert any(run.host == "p-slow" for run in in_hand), in_hand
     # Its replacement comes up (as systemd, or `smtp-checks run`, would restart it).
     pipeline.start_role("paris-2")
-    # The runs paris-1 had in hand are redelivered (and run, or found stale) or reported.
+    # The runs paris-1 had in hand are redelivered (and run, or superseded by a newer run of
+    # their check and reported as orphans of the dead worker) or reported.
     wait_until(
         lambda: all(sum(o) for o in pipeline.outcomes([r.run_id for r in in_hand]).values()),
         20,
@@ -89,8 +90,8 @@ def test_a_worker_killed_mid_check_has_its_checks_redelivered_or_reported(
     outcomes = exactly_one_outcome(
         pipeline, list(runs), at_least_once=frozenset(r.run_id for r in in_hand)
     )
-    # Each one paris-1 had not finished went to paris-2 (redelivered: it ran it, or found it
-    # past its stale time and said so) or, failing that, was reported as an orphan.
+    # Each one paris-1 had not finished went to paris-2 (redelivered: it ran it) or was
+    # reported as an orphan (superseded meanwhile by the check's next run, or never taken).
     published = pipeline.published()
     for run in in_hand:
         workers = {r.worker for r in published if r.run_id == run.run_id}

@@ -31,6 +31,8 @@ SMALL_RUNS = {
     "worker_throughput": ["--checks", "100", "--concurrency", "50"],
     "worker_concurrency": ["--checks", "50", "--concurrency", "50", "--rounds", "1", "--hold", "0.2"],
     "cli_cost": ["--pairs", "2"],
+    "overload": ["--checks", "20", "--interval", "2", "--hold", "0.3", "--concurrency", "1",
+                 "--overload", "8", "--calm", "8"],
     "soak": ["--duration", "5", "--warmup", "3", "--hosts", "40", "--servers", "1",
              "--concurrency", "20", "--check-smtp-runs", "5"],
 }  # fmt: skip
@@ -60,8 +62,10 @@ def bench_databases() -> Iterator[None]:
 def test_the_benchmark_runs_on_a_small_load(name: str, bench_databases: None) -> None:
     if name in ("cli_cost", "soak"):
         _require("/usr/lib/nagios/plugins/check_smtp")
-    if name == "soak":
+    if name in ("soak", "overload"):
         _require("redis-server")
+    if name == "overload":
+        _require("/usr/sbin/nagios4")
     completed = subprocess.run(
         [sys.executable, "-m", f"bench.{name}", *SMALL_RUNS[name]],
         cwd=ROOT,
@@ -75,3 +79,5 @@ def test_the_benchmark_runs_on_a_small_load(name: str, bench_databases: None) ->
     assert "Traceback" not in report, report[-3000:]
     if name == "soak":
         assert re.search(r"^\s+LOST\s+0$", completed.stdout, re.MULTILINE), completed.stdout
+    if name == "overload":
+        assert "half capacity:" in completed.stdout, completed.stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -26,14 +27,16 @@ from smtp_checks.consumer.forwarders.command_file import (
     command_line,
 )
 from smtp_checks.consumer.outbox import Outbox
-from smtp_checks.consumer.processor import ResultProcessor
+from smtp_checks.consumer.processor import ResultProcessor, starve_after
 from smtp_checks.consumer.service_states import ServiceStates
 from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.config import Config, load_config
+from smtp_checks.shared.heartbeats import SiteWorkers
+from smtp_checks.shared.ledger import Ledger, NewRun
 from smtp_checks.shared.messages import CheckRequest, CheckResult, Handling, Outcome
-from smtp_checks.shared.outstanding import Ledger
 from smtp_checks.shared.probe.result import ProbeResult
-from smtp_checks.shared.result_queue import ResultQueue
+from smtp_checks.shared.result_queue import ResultQueue, backlog_bound
+from smtp_checks.workers.runner import with_status
 from tests.passive_results import passive as passive_result
 from tests.redis_fixtures import flushed_redis_db
 
@@ -92,11 +95,27 @@ def payload(result: CheckResult) -> bytes:
 
 
 class Harness:
-    def __init__(self, config: Config, client: redis.Redis, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: Config,
+        client: redis.Redis,
+        clock: Clock,
+        sites: dict[str, SiteWorkers] | None = None,
+    ) -> None:
         self.outbox = Outbox(client, "test", max_length=1000)
-        self.states = ServiceStates(client, [self.outbox.key], resend_interval=300)
+        self.states = ServiceStates(
+            client,
+            [self.outbox.key],
+            resend_interval=300,
+            starve_after={
+                (c.host, c.service): starve_after(c, 300) for c in config.scheduled_checks()
+            },
+        )
         self.ledger = Ledger(client, grace=30)
-        self.processor = ResultProcessor(config, self.states, self.ledger, clock=clock)
+        self.sites = sites if sites is not None else {}
+        self.processor = ResultProcessor(
+            config, self.states, self.ledger, sites=lambda now: self.sites, clock=clock
+        )
 
     def forwarded(self) -> list[PassiveResult]:
         batch = self.outbox.take(10_000)
@@ -228,8 +247,8 @@ def test_orphaned_runs_become_unknown_once(
     answered = CheckRequest.from_scheduled(
         config.scheduled_checks()[0], scheduled_for=clock.now - 100, stale_at=clock.now - 40
     )
-    h.ledger.expect(request)
-    h.ledger.expect(answered)
+    h.ledger.enqueue([NewRun(request)])
+    h.ledger.enqueue([NewRun(answered)])
     h.processor.handle(
         [
             payload(
@@ -250,6 +269,92 @@ def test_orphaned_runs_become_unknown_once(
         "105 s, is a worker of that site running?) "
     )
     assert h.ledger.count() == 0
+
+
+def orphan_of(h: Harness, config: Config, host: str, *, scheduled_for: float) -> CheckRequest:
+    """A run of `host` enqueued, never answered, and reported as an orphan by a sweep."""
+    check = next(c for c in config.scheduled_checks() if c.host == host)
+    request = CheckRequest.from_scheduled(
+        check, scheduled_for=scheduled_for, stale_at=scheduled_for + 60
+    )
+    h.ledger.enqueue([NewRun(request)])
+    (decision,) = h.processor.sweep()
+    assert decision.result.status == 3
+    return request
+
+
+def result_of_run(config: Config, request: CheckRequest, *, ended_at: float) -> CheckResult:
+    return make_result(config, request.host, at=ended_at).model_copy(
+        update={"identity": request.identity}
+    )
+
+
+def test_a_late_real_result_replaces_the_orphan_of_its_run_and_time_never_goes_back(
+    harness: tuple[Harness, Config, Clock],
+) -> None:
+    h, config, clock = harness
+    h.processor.handle([payload(make_result(config, "mx2", at=clock.now - 200))])
+    request = orphan_of(h, config, "mx2", scheduled_for=clock.now - 120)  # stamped `now`
+    # Its worker answers after all (it was slow, not dead): the result ended before the
+    # orphan's stamp, yet it is the newest measurement, and wins.
+    late = result_of_run(config, request, ended_at=clock.now - 30)
+    assert [d.kind for d in h.processor.handle([payload(late)])] == ["change"]
+    sent = h.forwarded()
+    assert [(p.status, p.kind) for p in sent] == [(0, "change"), (3, "change"), (0, "change")]
+    assert sent[2].check_time == sent[1].check_time == pytest.approx(clock.now)
+
+
+def test_an_orphan_never_hides_a_newer_real_result_nor_an_older_result_the_orphan(
+    harness: tuple[Harness, Config, Clock],
+) -> None:
+    h, config, clock = harness
+    check = next(c for c in config.scheduled_checks() if c.host == "mx2")
+    earlier = CheckRequest.from_scheduled(
+        check, scheduled_for=clock.now - 200, stale_at=clock.now - 140
+    )
+    newer = CheckRequest.from_scheduled(
+        check, scheduled_for=clock.now - 150, stale_at=clock.now - 90
+    )
+    h.processor.handle([payload(result_of_run(config, newer, ended_at=clock.now - 145))])
+    # The orphan of an earlier run, reported after a newer run's result: no news.
+    h.ledger.enqueue([NewRun(earlier)])
+    assert [d.kind for d in h.processor.sweep()] == ["old"]
+    # The other way round: the orphan of a later run wins over a result of an earlier one.
+    later = orphan_of(h, config, "mx2", scheduled_for=clock.now - 100)
+    assert later.scheduled_for > newer.scheduled_for
+    older_result = result_of_run(config, earlier, ended_at=clock.now - 10)
+    assert [d.kind for d in h.processor.handle([payload(older_result)])] == ["old"]
+
+
+def test_a_starved_service_gets_one_unknown_that_says_why_and_a_real_result_ends_it(
+    tmp_path: Path, state_url: str, client: redis.Redis
+) -> None:
+    config = write_config(tmp_path, state_url)
+    clock = Clock()
+    paris = SiteWorkers("paris", workers=1, checks_per_minute=0.6, queue="checks.paris",
+                        queue_depth=2, queue_empty_at=None)  # fmt: skip
+    h = Harness(config, client, clock, sites={"paris": paris})
+    h.processor.handle([payload(make_result(config, "mx1", at=clock.now))])
+    h.forwarded()
+    clock.now += 299  # starved after max(3 x 60 s, resend 300 s)
+    assert h.processor.sweep() == []
+    clock.now += 2
+    assert h.processor.sweep(behind=True) == []  # its result may be in the backlog
+    (decision,) = [d for d in h.processor.sweep() if d.kind != "refresh"]
+    assert decision.kind == "change"
+    assert decision.result.output == (
+        "UNKNOWN: no result for 301 s: site paris runs 1 of the 2 checks per minute its config "
+        "asks for (queue 2, 1 worker) "
+    )
+    clock.now += 10
+    assert [d for d in h.processor.sweep() if d.kind != "refresh"] == []  # one, not one a sweep
+    back = make_result(config, "mx1", at=clock.now)
+    assert [d.kind for d in h.processor.handle([payload(back)])] == ["change"]
+    assert [(p.status, p.kind) for p in h.forwarded()] == [
+        (0, "refresh"),
+        (3, "change"),
+        (0, "change"),
+    ]
 
 
 def test_unknown_services_and_invalid_messages_are_counted_not_forwarded(
@@ -486,6 +591,86 @@ def test_nagios_reads_what_the_consumer_forwards(tmp_path: Path, state_url: str)
         assert mx2["performance_data"] == ""
         # The forged command was never a command: mx1 was not set CRITICAL by it.
         assert "forged" not in mx1["plugin_output"]
+
+
+_FORWARDED = re.compile(r"EXTERNAL COMMAND: PROCESS_SERVICE_CHECK_RESULT;([^;]+);([^;]+);(\d);")
+
+
+def test_results_piled_up_without_a_consumer_stay_bounded_and_lose_no_state(
+    tmp_path: Path, state_url: str, client: redis.Redis
+) -> None:
+    """200 services, 40 rounds of results (8,000) while no consumer reads: the queue stays
+    within its bound (compacted, counted), and the consumer that comes back gives a real
+    Nagios every state change of every service, in order, ending on the newest."""
+    from tests.nagios import nagios
+
+    hosts = [f"mx{i:03}" for i in range(200)]
+    flapping = set(hosts[::10])  # WARNING and OK by turns, 5 rounds each
+    services = [(name, "SMTP-Login") for name in hosts]
+
+    def slow(name: str, round_: int) -> bool:
+        return name in flapping and (round_ // 5) % 2 == 1
+
+    with nagios(services) as engine:
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump({
+            "broker_url": state_url,
+            "sites": {"paris": {}},
+            "hosts": [
+                {"name": name, "address": "192.0.2.1", "site": "paris",
+                 "checks": {"login": {"warning": "1"}}}
+                for name in hosts
+            ],
+            "centreon": {
+                "resend_interval": 300,
+                "forwarders": [{"type": "command_file", "path": str(engine.command_file)}],
+            },
+        }))  # fmt: skip
+        config = load_config(path)
+        bound = backlog_bound(len(hosts))
+        queue = ResultQueue(client, bound=bound)
+        start = time.time() - 100
+        longest = 0
+        for round_ in range(40):
+            queue.push(*(
+                with_status(make_result(
+                    config, name, time_=2.5 if slow(name, round_) else 0.2, at=start + round_
+                ))
+                for name in hosts
+            ))  # fmt: skip
+            longest = max(longest, int(client.llen(queue.key)))
+        assert longest <= bound + len(hosts)  # one push past the bound, then compacted
+        counters = {k.decode(): int(v) for k, v in client.hgetall("smtp-checks:counters").items()}
+        assert counters["results_compacted"] > 8000 - 2 * bound
+        assert "results_changes_dropped" not in counters
+
+        service = ConsumerService(config)
+        runner = threading.Thread(target=service.run, daemon=True)
+        runner.start()
+        expected = {
+            (name, "SMTP-Login"): ["0", "1"] * 4 if name in flapping else ["0"] for name in hosts
+        }
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                forwarded: dict[tuple[str, str], list[str]] = {}
+                for host, svc, state in _FORWARDED.findall(engine.log()):
+                    forwarded.setdefault((host, svc), []).append(state)
+                if sum(map(len, forwarded.values())) >= sum(map(len, expected.values())):
+                    break
+                time.sleep(0.2)
+        finally:
+            service.stop()
+            runner.join(15)
+        assert forwarded == expected
+
+        def newest_shown(status: dict[tuple[str, str], dict[str, str]]) -> bool:
+            return all(
+                status.get(key, {}).get("current_state") == states[-1]
+                for key, states in expected.items()
+            )
+
+        assert newest_shown(engine.wait_for(newest_shown))
 
 
 def test_a_dead_consumers_batch_is_taken_back_in_order(client: redis.Redis) -> None:

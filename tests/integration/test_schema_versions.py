@@ -18,8 +18,8 @@ from smtp_checks.consumer.outbox import Outbox
 from smtp_checks.consumer.processor import ResultProcessor
 from smtp_checks.consumer.service_states import ServiceStates
 from smtp_checks.shared.celery_app import CHECK_TASK, check_queue
+from smtp_checks.shared.ledger import Ledger
 from smtp_checks.shared.messages import CheckRequest, CheckResult, Outcome
-from smtp_checks.shared.outstanding import Ledger
 from tests.redis_fixtures import flushed_redis_db
 from tests.smtp_servers import SmtpServer
 from tests.worker_harness import Deployment, result_of

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,8 +19,12 @@ import pytest
 import redis
 from kombu import Connection
 
+from smtp_checks.scheduler.publisher import publish_runs, send_runs
 from smtp_checks.shared.celery_app import check_queue
-from smtp_checks.shared.messages import Outcome
+from smtp_checks.shared.heartbeats import ALIVE_FOR, Heartbeat, live_sites, read_heartbeats
+from smtp_checks.shared.keys import KEYS
+from smtp_checks.shared.ledger import Ledger, NewRun, Verdict
+from smtp_checks.shared.messages import CheckRequest, Outcome
 from tests.redis_fixtures import flushed_redis_db
 from tests.smtp_servers import TEST_PASSWORD, TEST_USER, RawServer, SmtpServer, refused_port
 from tests.worker_harness import (
@@ -38,6 +43,17 @@ WORKER_DB = 12
 @pytest.fixture
 def broker_url() -> Iterator[str]:
     yield from flushed_redis_db(WORKER_DB)
+
+
+def wait_for_value(read: Callable[[], Any], wanted: Any = None, timeout: float = 15.0) -> Any:
+    """What `read()` returns once it is `wanted` (or, with no `wanted`, once it is truthy)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if (value == wanted) if wanted is not None else value:
+            return value
+        assert time.monotonic() < deadline, f"still {value!r} after {timeout} s"
+        time.sleep(0.1)
 
 
 def host(name: str, server: SmtpServer | RawServer | None, **fields: Any) -> dict[str, Any]:
@@ -92,7 +108,7 @@ def test_every_outcome_becomes_a_result(
         host("refused", None, checks=login),
         host("silent", silent, checks={"login": {"timeout": 1}}),
         host("rejecting", refusing, checks={"message": {"from": "a@example.com", "to": "b@example.net"}}),
-        host("stale", plain_server, checks=login),
+        host("late", plain_server, checks=login),
     ]))  # fmt: skip
     d.start_worker(
         "paris", name="w1",
@@ -100,9 +116,9 @@ def test_every_outcome_becomes_a_result(
     )  # fmt: skip
     app = d.app()
     for check in d.config.scheduled_checks():
-        stale = check.host == "stale"
+        late = check.host == "late"  # taken past its next slot: run all the same
         publish(
-            app, d.request(check.check_id, late=120 if stale else 0, stale_in=60 if stale else 120)
+            app, d.request(check.check_id, late=120 if late else 0, stale_in=60 if late else 120)
         )
     got = {r.host: r for r in results(broker_url, 8)}
     assert {name: r.outcome for name, r in got.items()} == {
@@ -113,20 +129,74 @@ def test_every_outcome_becomes_a_result(
         "refused": Outcome.REFUSED,
         "silent": Outcome.TIMEOUT,
         "rejecting": Outcome.REJECTED,
-        "stale": Outcome.STALE,
+        "late": Outcome.SUCCESS,
     }
     assert all(r.worker == "w1@test" for r in got.values())
     assert got["ok"].time is not None and got["ok"].time < 5
     assert got["ok"].queue_wait >= 0 and got["ok"].started_at is not None
     assert got["silent"].detail == "timeout after 1s waiting for the banner"
     assert "env:SMTP_NOT_SET" in got["no-secret"].detail and "w1@test" in got["no-secret"].detail
-    assert got["stale"].time is None and got["stale"].queue_wait >= 120
+    assert got["late"].time is not None and got["late"].queue_wait >= 120
     assert "550 5.1.1 no such user" in got["rejecting"].detail
     assert [a.success for a in plain_server.auth_attempts] == [True, False] or [
         a.success for a in plain_server.auth_attempts
     ] == [False, True]
-    # The stale and credential-less checks never reached the server.
-    assert plain_server.session_count == 3
+    # The credential-less check never reached the server; the late one did.
+    assert plain_server.session_count == 4
+
+
+def test_a_superseded_run_is_dropped_unrun_and_counted_and_a_published_one_settled(
+    broker_url: str, deploy: Deploy, plain_server: SmtpServer
+) -> None:
+    d = deploy(settings(broker_url, [host("mx1", plain_server, checks={"login": {}})]))
+    client = redis.Redis.from_url(broker_url)
+    ledger = Ledger(client)
+    scheduled = d.request("mx1/login", late=30)
+    newer = CheckRequest.from_scheduled(
+        d.check("mx1/login"), scheduled_for=time.time(), stale_at=time.time() + 60, adhoc=True
+    )
+    # A scheduled run queued, then an ad hoc run of the same check: the newer one.
+    assert ledger.enqueue([NewRun(scheduled)]) == [Verdict.ENQUEUED]
+    send_runs(d.app(), [scheduled])
+    publish_runs(d.app(), ledger, [newer])
+    d.start_worker("paris", name="w1")
+    (result,) = results(broker_url, 1)
+    assert result.run_id == newer.run_id and result.outcome is Outcome.SUCCESS
+    assert result.status == 0  # the plugin status, worked out by the worker
+    wait_for_value(lambda: client.hget(KEYS.counters, "superseded"), b"1")
+    assert plain_server.session_count == 1  # the superseded run never reached the server
+    # Both runs are settled: the newer where its result was published, the other as dropped.
+    assert ledger.count() == 0 and ledger.pending_count() == 0
+    assert results(broker_url, 1, timeout=1.0) == []
+
+
+def test_a_worker_beats_with_its_site_queue_and_figures(
+    broker_url: str, deploy: Deploy, plain_server: SmtpServer
+) -> None:
+    d = deploy(settings(broker_url, [host("mx1", plain_server, checks={"login": {}})]))
+    client = redis.Redis.from_url(broker_url)
+    before = time.time()
+    d.start_worker("paris", name="w1", concurrency=7)
+    publish(d.app(), d.request("mx1/login"))
+    results(broker_url, 1)
+
+    def beat() -> Heartbeat | None:
+        found = [h for h in read_heartbeats(client, time.time()) if h.role == "worker"]
+        return found[0] if found and found[0].figure("checks_per_minute") == 1 else None
+
+    heartbeat = wait_for_value(beat)
+    assert (heartbeat.name, heartbeat.site) == ("w1@test", "paris")
+    assert heartbeat.figure("queue") == "checks.paris"
+    assert heartbeat.figure("concurrency") == 7
+    assert heartbeat.figure("queue_depth") == 0
+    empty_at = heartbeat.figure("queue_empty_at")
+    assert isinstance(empty_at, float) and empty_at >= before
+    sites = live_sites(read_heartbeats(client, time.time()), time.time())
+    assert sites["paris"].workers == 1 and sites["paris"].checks_per_minute == 1
+    # Stopped, it stops beating: its site is dead once the heartbeat is old enough.
+    d.stop_workers()
+    later = time.time() + ALIVE_FOR
+    assert live_sites(read_heartbeats(client, later), later) == {}
 
 
 def test_pickle_is_refused_and_the_worker_carries_on(

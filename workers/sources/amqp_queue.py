@@ -14,6 +14,7 @@ import collections
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from kombu.exceptions import OperationalError
 
 from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.celery_app import declare_queue
+from smtp_checks.shared.heartbeats import HEARTBEAT_EVERY
 from smtp_checks.shared.redis_client import REDIS_DOWN
 from smtp_checks.workers.sources.base import TakenMessage
 from smtp_checks.workers.task_messages import request_of
@@ -59,6 +61,8 @@ class AmqpQueueSource:
         self._connection = 0
         self._closed = threading.Event()
         self._stopped = threading.Event()
+        self._depth: int | None = None  # ready messages on the broker, read by the thread
+        self._depth_read_at = 0.0
 
     # --- the loop's side -------------------------------------------------------------------
 
@@ -70,6 +74,13 @@ class AmqpQueueSource:
         while self._inbox and len(taken) < room:
             taken.append(self._inbox.popleft())
         return taken
+
+    async def depth(self) -> int | None:
+        """The broker's count of ready messages, as the thread last read it (every few
+        seconds), plus those received and not yet taken by the loop."""
+        if self._depth is None:
+            return None
+        return self._depth + len(self._inbox)
 
     async def give_back(self, messages: Sequence[TakenMessage]) -> None:
         for message in messages:
@@ -111,11 +122,27 @@ class AmqpQueueSource:
                 with contextlib.suppress(TimeoutError):  # socket.timeout is TimeoutError
                     connection.drain_events(timeout=_POLL)
                 self._settle()
+                self._read_depth(connection)
             consumer.cancel()
             self._settle()
             for message in self._inbox:  # taken off the broker, never by the loop
                 message.message.requeue()
             self._inbox.clear()
+
+    def _read_depth(self, connection: Connection) -> None:
+        """Every few seconds, the queue's ready messages, on a channel of its own (a failed
+        passive declaration closes its channel: never the consumer's)."""
+        now = time.monotonic()
+        if now - self._depth_read_at < HEARTBEAT_EVERY:
+            return
+        self._depth_read_at = now
+        try:
+            with connection.channel() as channel:
+                declared: Any = self._queue.bind(channel).queue_declare(passive=True)
+        except amqp.exceptions.ChannelError:
+            self._depth = None
+            return
+        self._depth = int(declared.message_count)
 
     def _received(self, body: Any, message: Message) -> None:
         self._inbox.append(

@@ -27,6 +27,10 @@ class QueueSource(Protocol):
         Raises one of REDIS_DOWN when the broker cannot be reached (the core retries)."""
         ...
 
+    async def depth(self) -> int | None:
+        """How many messages wait on the queue, or None when the source cannot tell."""
+        ...
+
     async def give_back(self, messages: Sequence[TakenMessage]) -> None:
         """Put messages that were not run back on the queue, unchanged, for another worker."""
         ...

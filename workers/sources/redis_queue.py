@@ -152,6 +152,9 @@ class RedisQueueSource:
         )
         return [parse(item) for item in items]
 
+    async def depth(self) -> int | None:
+        return int(await self._client.llen(self.name))
+
     async def give_back(self, messages: Sequence[TakenMessage]) -> None:
         """Put messages that were not run back at the head of the queue, unchanged."""
         recorded = [m for m in messages if isinstance(m, RedisMessage) and m.tag is not None]

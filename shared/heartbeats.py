@@ -1,0 +1,141 @@
+"""Heartbeats: every running process of the system (each worker, beat and consumer) says,
+every `HEARTBEAT_EVERY` seconds, that it is alive and how it is doing, in one Redis hash.
+
+Who reads them: the beat (when each site's queue was last seen empty: the ledger's test for a
+lost run), the consumer (which sites have live workers: a run queued there is late, not an
+orphan; and the figures of a starvation UNKNOWN), `smtp-checks status` and the metrics. A
+process is alive while its last heartbeat is younger than `ALIVE_FOR`; a worker writes one
+only while it reaches its queue, so a worker cut off from its broker counts as dead. The
+heartbeats of dead processes are kept for `FORGET_AFTER`, for an operator to see, then
+dropped by whoever reads them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from smtp_checks.shared.keys import KEYS, Keys
+
+HEARTBEAT_EVERY = 2.0  # seconds between two heartbeats of a process
+ALIVE_FOR = 10.0  # seconds a heartbeat shows its process alive: several missed beats
+FORGET_AFTER = 3600.0  # seconds a dead process's last heartbeat is kept
+
+Figure = float | int | str | None
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    role: str  # "worker", "beat", "consumer"
+    name: str  # the process's name, unique among its role
+    at: float  # epoch seconds
+    started_at: float
+    site: str | None = None  # a worker's site
+    figures: Mapping[str, Figure] = field(default_factory=dict)  # the role's own figures
+
+    @property
+    def field(self) -> str:
+        return f"{self.role}:{self.name}"
+
+    def alive(self, now: float) -> bool:
+        return now - self.at < ALIVE_FOR
+
+    def figure(self, name: str) -> Figure:
+        return self.figures.get(name)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "role": self.role,
+                "name": self.name,
+                "at": self.at,
+                "started_at": self.started_at,
+                "site": self.site,
+                "figures": dict(self.figures),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Heartbeat:
+        data: dict[str, Any] = json.loads(text)
+        return cls(
+            role=str(data["role"]),
+            name=str(data["name"]),
+            at=float(data["at"]),
+            started_at=float(data["started_at"]),
+            site=data.get("site"),
+            figures=dict(data.get("figures") or {}),
+        )
+
+    def write(
+        self, pipe: redis.client.Pipeline | redis.asyncio.client.Pipeline, keys: Keys = KEYS
+    ) -> None:
+        """Add this heartbeat to `pipe` (a process's own round trip, sync or async)."""
+        pipe.hset(keys.heartbeats, self.field, self.to_json())
+
+
+def send_heartbeat(client: redis.Redis, heartbeat: Heartbeat, *, keys: Keys = KEYS) -> None:
+    """Write one heartbeat now (a process without a round trip of its own to add it to)."""
+    client.hset(keys.heartbeats, heartbeat.field, heartbeat.to_json())
+
+
+def read_heartbeats(client: redis.Redis, now: float, *, keys: Keys = KEYS) -> list[Heartbeat]:
+    """Every heartbeat kept, alive or not; drops those older than `FORGET_AFTER` and any that
+    does not parse."""
+    heartbeats, forget = [], []
+    for name, raw in client.hgetall(keys.heartbeats).items():
+        try:
+            heartbeat = Heartbeat.from_json(raw)
+        except (ValueError, KeyError, TypeError):
+            forget.append(name)
+            continue
+        if now - heartbeat.at > FORGET_AFTER:
+            forget.append(name)
+        else:
+            heartbeats.append(heartbeat)
+    if forget:
+        client.hdel(keys.heartbeats, *forget)
+    return heartbeats
+
+
+@dataclass(frozen=True)
+class SiteWorkers:
+    """A site's live workers, summed up from their heartbeats."""
+
+    site: str
+    workers: int
+    checks_per_minute: float  # checks the site's workers finished in the last minute
+    queue: str | None
+    queue_depth: int | None  # the largest depth a worker reported (None: none could tell)
+    queue_empty_at: float | None  # the last time a worker found the queue empty
+
+
+def live_sites(heartbeats: list[Heartbeat], now: float) -> dict[str, SiteWorkers]:
+    """The sites with at least one live worker, each summed up."""
+    by_site: dict[str, list[Heartbeat]] = {}
+    for heartbeat in heartbeats:
+        if heartbeat.role == "worker" and heartbeat.site and heartbeat.alive(now):
+            by_site.setdefault(heartbeat.site, []).append(heartbeat)
+    return {site: _summed(site, workers) for site, workers in by_site.items()}
+
+
+def _summed(site: str, workers: list[Heartbeat]) -> SiteWorkers:
+    depths = [int(d) for w in workers if isinstance(d := w.figure("queue_depth"), int | float)]
+    empty = [float(e) for w in workers if isinstance(e := w.figure("queue_empty_at"), int | float)]
+    rates = [
+        float(r) for w in workers if isinstance(r := w.figure("checks_per_minute"), int | float)
+    ]
+    queue = next((str(q) for w in workers if (q := w.figure("queue"))), None)
+    return SiteWorkers(
+        site=site,
+        workers=len(workers),
+        checks_per_minute=sum(rates),
+        queue=queue,
+        queue_depth=max(depths, default=None),
+        queue_empty_at=max(empty, default=None),
+    )
