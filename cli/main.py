@@ -29,6 +29,9 @@ commands:
   enqueue --config FILE --host NAME --check login|message [--wait SECONDS]
                            run one check now through its site's queue; with --wait, print
                            its output and exit with its code
+  status --config FILE [--json]
+                           the pipeline's health, as a plugin line (so Centreon can check it)
+                           or JSON
 """
 
 
@@ -39,6 +42,7 @@ _COMMANDS = {
     "consumer": ("smtp_checks.cli.consumer", "run_consumer"),
     "beat": ("smtp_checks.cli.beat", "run_beat"),
     "enqueue": ("smtp_checks.cli.enqueue", "run_enqueue"),
+    "status": ("smtp_checks.cli.status", "run_status"),
     "worker": ("smtp_checks.cli.worker", "run_worker"),
 }
 

@@ -8,6 +8,7 @@ restarted on the same machine takes the lease of its dead predecessor over at on
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -79,6 +80,8 @@ class Deliverer(threading.Thread):
         self._work.set()
 
     def run(self) -> None:
+        with contextlib.suppress(*REDIS_DOWN):
+            self.outbox.note(self.forwarder.name)  # known to `status` before its first batch
         while not self._stopping.is_set():
             try:
                 delay = self._step()
@@ -115,8 +118,10 @@ class Deliverer(threading.Thread):
         except ForwardError as error:
             delay = self._backoff.next_delay()
             self._failures.failed(self.forwarder.name, error, self.outbox.length(), delay)
+            self.outbox.note(self.forwarder.name, failed_at=time.time(), error=str(error))
             return delay
         self.outbox.delivered()
+        self.outbox.note(self.forwarder.name, delivered_at=time.time(), error=None)
         self._backoff.reset()
         self._failures.succeeded(self.forwarder.name)
         self.delivered += len(batch.results)

@@ -68,6 +68,7 @@ class Outbox:
         self._inflight = keys.outbox_inflight(name)
         self._stats = keys.outbox_stats(name)
         self._client = client
+        self._keys = keys
         self.max_length = max_length
         self.lease = Lease(client, keys.outbox_lease(name))
         self._list = BatchList(client, self.key)
@@ -99,6 +100,13 @@ class Outbox:
     def trim(self) -> int:
         """Enforce the bound; the number of refreshes dropped."""
         return int(self._trim(keys=[self.key, self._stats], args=[self.max_length]))
+
+    def note(self, forwarder: str, **news: float | str | None) -> None:
+        """Record how `forwarder`'s deliveries go (`delivered_at`, `failed_at`, `error`), for
+        `smtp-checks status`."""
+        raw = self._client.hget(self._keys.outboxes, forwarder)
+        health = {**(json.loads(raw) if raw else {}), **news}
+        self._client.hset(self._keys.outboxes, forwarder, json.dumps(health))
 
     def length(self) -> int:
         return int(self._client.llen(self.key)) + int(self._client.llen(self._inflight))

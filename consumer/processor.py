@@ -55,7 +55,6 @@ def starve_after(check: ScheduledCheck, resend_interval: float) -> float:
 
 
 Sites = Callable[[float], Mapping[str, SiteWorkers]]
-_DEAD_SITE_RECHECK = 30.0  # seconds before a starving service of a dead site is looked at again
 
 
 class ResultProcessor:
@@ -171,7 +170,7 @@ class ResultProcessor:
             identity = check.identity(f"starved:{now}", scheduled_for=now, stale_at=now)
             passive = passive_result(identity, output, OutputOptions(), now)
             observations.append(Observation(identity.run_id, passive, "starved"))
-        self.states.postpone_starvation(dead_sites, now + _DEAD_SITE_RECHECK)
+        self.states.postpone_starvation(dead_sites, now)
         decisions = self._record(observations)
         for decision in decisions:
             if decision.kind != "old":

@@ -56,6 +56,9 @@ _RECORD = (
 local result = cjson.decode(ARGV[2])
 local now, resend, starve = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local synthetic = result.synthetic
+-- Times kept in a state went through cjson, which keeps 14 significant digits (an epoch to
+-- 1/10,000 s): two times of one run may differ by that much.
+local EPS = 0.001
 -- The last real measurement: its end and its run's slot (0 while there is none).
 local measured_at, measured_for = result.check_time, result.identity.scheduled_for
 if synthetic then measured_at, measured_for = 0, 0 end
@@ -67,13 +70,13 @@ if previous then
   local last_real = previous.measured_at or previous.check_time  -- states of an older release
   local last_for = previous.measured_for or previous.identity.scheduled_for
   if synthetic == nil then
-    if result.check_time < last_real then return 'old' end
+    if result.check_time < last_real - EPS then return 'old' end
     if previous.synthetic == 'orphan'
-        and result.identity.scheduled_for < previous.identity.scheduled_for then
+        and result.identity.scheduled_for < previous.identity.scheduled_for - EPS then
       return 'old'
     end
   elseif synthetic == 'orphan' then
-    if result.identity.scheduled_for <= last_for then return 'old' end
+    if result.identity.scheduled_for <= last_for + EPS then return 'old' end
   elseif last_real + starve > now then
     return 'old'  -- starved, yet a real result came in the meantime
   end
@@ -204,13 +207,14 @@ class ServiceStates:
         ]
 
     def watch_starvation(self, services: list[tuple[str, str]], now: float) -> None:
-        """Start the starvation clock of services with no real result yet (NX: a service
-        already watched keeps its time)."""
+        """Start the starvation clock of these services at `now`, unless it would ring later
+        already (GT): silence is measured while a consumer watches, so a pipeline started
+        again after hours down gives its workers time for a first result."""
         if services:
             self._client.zadd(
                 self._starving,
                 {service_field(h, s): now + self.starve_after(h, s) for h, s in services},
-                nx=True,
+                gt=True,
             )
 
     def starving(self, now: float, limit: int = 1000) -> list[tuple[str, str, float]]:
@@ -225,12 +229,14 @@ class ServiceStates:
             starved.append((host, service, score - self.starve_after(host, service)))
         return starved
 
-    def postpone_starvation(self, services: list[tuple[str, str]], until: float) -> None:
-        """Look at these starving services again at `until` (their site has no live worker:
-        its orphans say so)."""
+    def postpone_starvation(self, services: list[tuple[str, str]], now: float) -> None:
+        """Start these starving services' clocks again at `now`: their site has no live
+        worker (its orphans say so), and silence counts only while it has."""
         if services:
             self._client.zadd(
-                self._starving, {service_field(h, s): until for h, s in services}, xx=True
+                self._starving,
+                {service_field(h, s): now + self.starve_after(h, s) for h, s in services},
+                xx=True,
             )
 
     def refresh_due(self, now: float, limit: int = 1000) -> int:

@@ -22,6 +22,7 @@ that does not validate is refused with every problem logged, and the old schedul
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import math
@@ -132,6 +133,7 @@ class Beat:
         self._queue_empty_at: dict[str, float] = {}
         self._sites_read_at = -math.inf  # time.monotonic() of the last look at heartbeats
         self._beat_at = -math.inf
+        self._last_enqueue_at: float | None = None
         self._apply(config.scheduled_checks())
 
     @property
@@ -228,6 +230,8 @@ class Beat:
             self._publisher.publish(requests)
         except Exception as error:  # the broker or Redis: keep scheduling the next slots
             self._stats.failed += len(requests)
+            with contextlib.suppress(redis.RedisError):  # else they are lost after a while
+                self._ledger.unpublished(requests)
             log.error(
                 "could not enqueue %d runs (awaited all the same: reported as orphans if "
                 "their site is dead, replaced by their next slot if not): %s",
@@ -236,6 +240,7 @@ class Beat:
             )
             return
         sent = self._clock()
+        self._last_enqueue_at = sent
         self._stats.enqueued += len(requests)
         self._stats.lateness.extend(sent - request.scheduled_for for request in requests)
 
@@ -331,7 +336,11 @@ class Beat:
             name=self._name,
             at=now,
             started_at=self._started_at,
-            figures={"leading": int(self._leading), "checks": len(self._entries)},
+            figures={
+                "leading": int(self._leading),
+                "checks": len(self._entries),
+                "last_enqueue_at": self._last_enqueue_at,
+            },
         )
         try:
             send_heartbeat(self._client, heartbeat, keys=self._keys)

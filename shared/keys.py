@@ -85,6 +85,16 @@ class Keys:
         return f"{self.prefix}heartbeats"
 
     @property
+    def outboxes(self) -> str:
+        """Hash: forwarder name -> its deliverer's last delivery and last error (JSON)."""
+        return f"{self.prefix}outboxes"
+
+    @property
+    def orphans_recent(self) -> str:
+        """Sorted set: the runs reported as orphans in the last hour, by when."""
+        return f"{self.prefix}orphans:recent"
+
+    @property
     def counters(self) -> str:
         """Hash: counters of what the roles did that leaves no other trace (skipped slots,
         superseded runs, results dropped past the backlog bound)."""

@@ -21,14 +21,17 @@ A run's life, each step one atomic script or transaction, so no step can be seen
    consumer is.
 4. **Orphaned** (the consumer's sweep): a run past its due time that a worker took and never
    answered (the worker died), or that is still queued on a site with no live worker. A
-   run still queued on a site whose workers are alive is late, not lost: it waits.
+   run still queued on a site whose workers are alive is late, not lost: it waits; so is a
+   run held by a worker still alive, for `HELD_AT_MOST` (Redis out of its reach). A worker
+   that gives a run back unrun (stopping, or a check that failed) *untakes* it first.
 
 A pending run is *lost* when its site's queue was seen empty more than `LOST_AFTER` after it
 was enqueued (every message published before that moment was taken, or is gone: a broker
 restarted without its data). The next slot of its check is then enqueued anyway, and
 supersedes it. The moment a queue was last seen empty comes from the workers' heartbeats
 (`shared/heartbeats.py`); clocks are assumed in step (NTP) within `LOST_AFTER`, as Centreon's
-check times already require.
+check times already require. A run is also lost when the beat could not publish it, and when
+it has been pending for `PENDING_INTERVALS` intervals (where emptiness cannot be seen).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from enum import Enum
 import redis
 import redis.asyncio
 
+from smtp_checks.shared.heartbeats import ALIVE_FOR
 from smtp_checks.shared.identity import CheckIdentity, Identified
 from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.messages import CheckRequest
@@ -52,16 +56,27 @@ DEFAULT_GRACE = 30.0  # seconds after the stale time before a missing result is 
 # the beat records a run before it publishes it (a worker may find the queue empty in
 # between), and the worker's clock may be a little off the beat's.
 LOST_AFTER = 5.0
+# Nor is a run pending for ever: past this many intervals (at least MIN_PENDING seconds) it
+# is presumed lost, wherever its queue's emptiness cannot be seen (RabbitMQ) or never comes
+# (a site so far behind that its queue never empties). Its check then has two runs queued,
+# the older superseded when taken: one measurement the less, never an UNKNOWN.
+PENDING_INTERVALS = 10
+MIN_PENDING = 60.0
+# A run taken by a worker that is still alive is awaited this long (seconds since it was
+# taken) before it is reported: the worker may be unable to publish (Redis out of reach).
+HELD_AT_MOST = 300.0
 
-# KEYS: due, runs, pending, latest, counters. ARGV: now, LOST_AFTER, then 8 per run: check id,
+# KEYS: due, runs, pending, latest, counters. ARGV: now, LOST_AFTER, then 9 per run: check id,
 # run id, entry, due time, slot key ('' for none), slot TTL, when the site's queue was last
-# seen empty ('' if unknown), forced ('1' for an ad hoc run). Returns a verdict per run.
+# seen empty ('' if unknown), forced ('1' for an ad hoc run), how long a run may stay pending.
+# Returns a verdict per run. A pending run whose "since" is 0 was never published.
 _ENQUEUE = """
 local now = ARGV[1]
 local verdicts = {}
-for i = 3, #ARGV, 8 do
+for i = 3, #ARGV, 9 do
   local check, run, entry, due = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local slot, ttl, empty_at, forced = ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+  local max_pending = tonumber(ARGV[i + 8])
   local verdict = nil
   local previous = nil
   local pending = redis.call('HGET', KEYS[3], check)
@@ -70,6 +85,7 @@ for i = 3, #ARGV, 8 do
     previous = string.sub(pending, 1, space - 1)
     local queued_since = tonumber(string.sub(pending, space + 1))
     local queued = redis.call('HEXISTS', KEYS[2], previous) == 1
+      and queued_since > 0 and tonumber(now) - queued_since < max_pending
       and (empty_at == '' or queued_since + tonumber(ARGV[2]) >= tonumber(empty_at))
     if queued and forced == '0' then verdict = 'pending' end
   end
@@ -93,6 +109,30 @@ end
 return verdicts
 """
 
+# Whether the worker that took a run (`taken`: its JSON) is alive, in the same life: its
+# heartbeat (in the hash `heartbeats`) is younger than `alive_for` and its process started
+# before it took the run.
+_TAKER_ALIVE = """
+local function taker_alive(heartbeats, taken, now, alive_for)
+  local by = cjson.decode(taken)
+  local raw = redis.call('HGET', heartbeats, 'worker:' .. by.worker)
+  if not raw then return false end
+  local beat = cjson.decode(raw)
+  return tonumber(now) - beat.at < alive_for and beat.started_at <= by.at
+end
+"""
+
+# KEYS: pending. ARGV: check id, run id, per run. A run that could not be published is no
+# longer pending: the next slot of its check goes out, and supersedes it.
+_UNPUBLISHED = """
+for i = 1, #ARGV, 2 do
+  local pending = redis.call('HGET', KEYS[1], ARGV[i])
+  if pending and string.sub(pending, 1, #ARGV[i + 1] + 1) == ARGV[i + 1] .. ' ' then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1] .. ' 0')
+  end
+end
+"""
+
 # KEYS: due, runs, pending, latest, taken. ARGV: now, worker, then 4 per run: check id,
 # run id, ad hoc ('1' or '0'), due time once taken. Returns 1 (run it) or 0 (superseded).
 _TAKE = """
@@ -106,8 +146,8 @@ for i = 3, #ARGV, 4 do
   end
   local latest = redis.call('HGET', KEYS[4], check)
   if adhoc == '0' and latest and latest ~= run then
-    -- Superseded. Taken before (redelivered: its first worker died), it stays awaited, and
-    -- the sweep reports that worker; never taken, it is settled here.
+    -- Superseded. Taken before by a worker that died (redelivered), it stays awaited, and
+    -- the sweep reports that worker; never taken (or given back), it is settled here.
     if redis.call('HEXISTS', KEYS[5], run) == 0 then
       redis.call('ZREM', KEYS[1], run)
       redis.call('HDEL', KEYS[2], run)
@@ -124,13 +164,18 @@ end
 return verdicts
 """
 
-# KEYS: due, runs, pending, taken. ARGV: now, limit, the due time of a deferred run, then
-# the sites with live workers. Takes the orphans due by `now`; returns entry, taken pairs
-# ('' when never taken). Runs still queued on a live site are deferred, not orphaned.
-_SWEEP = """
+# KEYS: due, runs, pending, taken, recent orphans, heartbeats. ARGV: now, limit, the due time
+# of a deferred run, ALIVE_FOR, HELD_AT_MOST, then the sites with live workers. Takes the
+# orphans due by `now` (noted among the last hour's); returns entry, taken pairs ('' when
+# never taken). Deferred, not orphaned: a run still queued on a live site, and a run held by
+# a live worker for less than HELD_AT_MOST (a Redis outage kept it from publishing).
+_SWEEP = (
+    _TAKER_ALIVE
+    + """
 local now, limit, later = ARGV[1], ARGV[2], ARGV[3]
+local alive_for, held_at_most = tonumber(ARGV[4]), tonumber(ARGV[5])
 local live = {}
-for i = 4, #ARGV do live[ARGV[i]] = true end
+for i = 6, #ARGV do live[ARGV[i]] = true end
 local orphans = {}
 local ids = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
 for _, run in ipairs(ids) do
@@ -141,7 +186,12 @@ for _, run in ipairs(ids) do
     redis.call('HDEL', KEYS[4], run)
   else
     local identity = cjson.decode(entry)
-    if not taken and live[identity.site] then
+    local defer = live[identity.site]
+    if taken then
+      defer = tonumber(now) - cjson.decode(taken).at < held_at_most
+        and taker_alive(KEYS[6], taken, now, alive_for)
+    end
+    if defer then
       redis.call('ZADD', KEYS[1], later, run)
     else
       redis.call('ZREM', KEYS[1], run)
@@ -153,11 +203,14 @@ for _, run in ipairs(ids) do
       end
       orphans[#orphans + 1] = entry
       orphans[#orphans + 1] = taken or ''
+      redis.call('ZADD', KEYS[5], now, run)
     end
   end
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', tonumber(now) - 3600)
 return orphans
 """
+)
 
 
 class Verdict(Enum):
@@ -213,6 +266,8 @@ class _LedgerKeys:
         self.pending = keys.outstanding_pending
         self.latest = keys.outstanding_latest
         self.taken = keys.outstanding_taken
+        self.orphans_recent = keys.orphans_recent
+        self.heartbeats = keys.heartbeats
         self.counters = keys.counters
 
 
@@ -226,6 +281,7 @@ class Ledger:
         self._keys = _LedgerKeys(keys)
         self.grace = grace
         self._enqueue = client.register_script(_ENQUEUE)
+        self._unpublished = client.register_script(_UNPUBLISHED)
         self._sweep = client.register_script(_SWEEP)
 
     def enqueue(
@@ -248,10 +304,18 @@ class Ledger:
                 new.slot_ttl,
                 empty.get(request.site, ""),
                 "1" if request.adhoc else "0",
+                max(MIN_PENDING, PENDING_INTERVALS * (request.stale_at - request.scheduled_for)),
             ]
         k = self._keys
         replies = self._enqueue(keys=[k.due, k.runs, k.pending, k.latest, k.counters], args=args)
         return [Verdict(_text(reply)) for reply in replies]
+
+    def unpublished(self, requests: Sequence[CheckRequest]) -> None:
+        """These runs were recorded but could not be published (the broker refused): not
+        pending, so that the next slot of each check goes out."""
+        if requests:
+            args = [value for request in requests for value in (request.check_id, request.run_id)]
+            self._unpublished(keys=[self._keys.pending], args=args)
 
     def settle(self, run_ids: Sequence[str]) -> None:
         """Results arrived for these runs (the consumer's side, for workers of version 1,
@@ -266,8 +330,8 @@ class Ledger:
         with live workers."""
         k = self._keys
         raw = self._sweep(
-            keys=[k.due, k.runs, k.pending, k.taken],
-            args=[now, limit, now + self.grace, *sorted(live_sites)],
+            keys=[k.due, k.runs, k.pending, k.taken, k.orphans_recent, k.heartbeats],
+            args=[now, limit, now + self.grace, ALIVE_FOR, HELD_AT_MOST, *sorted(live_sites)],
         )
         orphans = []
         for entry, taken in zip(raw[::2], raw[1::2], strict=True):
@@ -295,6 +359,7 @@ class WorkerLedger:
     ) -> None:
         """`grace`: the config's `orphan_grace`, as the consumer's sweep applies it."""
         self._keys = _LedgerKeys(keys)
+        self._client = client
         self._grace = grace
         self._take = client.register_script(_TAKE)
 
@@ -311,6 +376,12 @@ class WorkerLedger:
         k = self._keys
         replies = await self._take(keys=[k.due, k.runs, k.pending, k.latest, k.taken], args=args)
         return [bool(int(reply)) for reply in replies]
+
+    async def untake(self, run_ids: Sequence[str]) -> None:
+        """These runs go back to the queue unrun (a worker stopping, or a check that
+        failed): queued again, not held by a worker."""
+        if run_ids:
+            await self._client.hdel(self._keys.taken, *run_ids)
 
     def settle_in(self, pipe: redis.asyncio.client.Pipeline, run_ids: Sequence[str]) -> None:
         """Add the settling of `run_ids` to `pipe`, the transaction that publishes them."""

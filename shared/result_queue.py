@@ -12,14 +12,17 @@ by any live consumer; at once when the dead one was a process of the same machin
 consumer named by `shared.lease.ProcessName`), else once its lease has expired.
 
 The queue is bounded by the configuration, not by how long no consumer reads it (Redis runs
-with `noeviction`: once full, every write fails). Past `backlog_bound(checks)` results, the
-push that crosses it compacts the queue: it keeps every state change of each check (a result
-whose status differs from the one before it, of the same check, in the queue), the newest
-result of each check and anything it cannot read, in order, and drops the rest, counted in
-`smtp-checks:counters` (`results_compacted`). The consumer, when it comes back, gets the same
-states in the same order as if it had read everything, and the newest measurement of each.
+with `noeviction`: once full, every write fails). Past `backlog_bound(checks)` results (plus
+what the last compaction kept, at most twice the bound: the queue never holds more than
+three times the bound), the push that crosses it compacts the queue: it keeps every state
+change of each check (a result whose status differs from the one before it, of the same
+check, in the queue), the newest result of each check and anything it cannot read, in
+order, and drops the rest, counted in `smtp-checks:counters` (`results_compacted`). The
+consumer, when it comes back, gets the same states in the same order as if it had read
+everything, and the newest measurement of each.
 Only a check flapping so often that its changes alone pass twice the bound loses its oldest
-changes (`results_changes_dropped`), never its newest result.
+changes (`results_changes_dropped`), never its newest result. Results of workers of the
+previous release carry no status, and are kept whole (they cannot be told apart).
 """
 
 from __future__ import annotations
@@ -48,12 +51,19 @@ return returned
 """
 
 
-# KEYS: queue, counters. ARGV: bound, then the results (JSON). Push; past the bound, compact.
+# KEYS: queue, counters. ARGV: bound, then the results (JSON). Push; past the bound (plus what
+# the last compaction kept, so that a queue that stays long is not compacted at every push),
+# compact.
 PUSH_BOUNDED = """
 for first = 2, #ARGV, 1000 do
   redis.call('RPUSH', KEYS[1], unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
-if redis.call('LLEN', KEYS[1]) <= tonumber(ARGV[1]) then return 0 end
+local length, bound = redis.call('LLEN', KEYS[1]), tonumber(ARGV[1])
+local kept_last = tonumber(redis.call('HGET', KEYS[2], 'results_compacted_to') or '0')
+if length <= bound + kept_last then
+  if kept_last > 0 and length <= bound then redis.call('HDEL', KEYS[2], 'results_compacted_to') end
+  return 0
+end
 local items = redis.call('LRANGE', KEYS[1], 0, -1)
 local checks, statuses, newest = {}, {}, {}
 for i, item in ipairs(items) do
@@ -90,6 +100,7 @@ redis.call('DEL', KEYS[1])
 for first = 1, #kept, 1000 do
   redis.call('RPUSH', KEYS[1], unpack(kept, first, math.min(first + 999, #kept)))
 end
+redis.call('HSET', KEYS[2], 'results_compacted_to', #kept)
 redis.call('HINCRBY', KEYS[2], 'results_compacted', #items - #kept - cut)
 if cut > 0 then redis.call('HINCRBY', KEYS[2], 'results_changes_dropped', cut) end
 return #items - #kept

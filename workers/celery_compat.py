@@ -13,19 +13,22 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from celery import Celery, Task
 from celery.exceptions import Reject
 
-from smtp_checks.shared.celery_app import CHECK_TASK, make_app
+from smtp_checks.shared.celery_app import CHECK_TASK, check_queue, make_app
 from smtp_checks.shared.config import load_config
+from smtp_checks.shared.heartbeats import Heartbeat
 from smtp_checks.shared.redis_client import REDIS_DOWN, connect_async
 from smtp_checks.workers.assembly import broker_and_redis, limiter
 from smtp_checks.workers.publisher import ResultPublisher
 from smtp_checks.workers.runner import CheckRunner, DeadLetter
 from smtp_checks.workers.task_messages import request_from_arguments
+from smtp_checks.workers.vitals import WorkerVitals
 
 _T = TypeVar("_T")
 
@@ -52,17 +55,23 @@ def celery_app(config_path: str, site: str) -> Celery:
     publisher = ResultPublisher(
         client, checks=len(config.scheduled_checks()), orphan_grace=config.centreon.orphan_grace
     )
+    vitals: dict[str, WorkerVitals] = {}  # by worker name, which only a task knows
 
     def run_check(task: Task[..., None], /, *args: object, **kwargs: object) -> None:
         delivery = task.request.delivery_info or {}
+        worker = task.request.hostname or "unknown"
+        own = vitals.get(worker) or vitals.setdefault(
+            worker, WorkerVitals(name=worker, site=site, queue=check_queue(site), concurrency=0)
+        )
         try:
             loop.run(
                 _check(
                     runner,
                     publisher,
                     request_from_arguments(args, kwargs),
-                    worker=task.request.hostname or "unknown",
+                    worker=worker,
                     redelivered=bool(delivery.get("redelivered")),
+                    vitals=own,
                 )
             )
         except REDIS_DOWN as error:
@@ -85,17 +94,28 @@ async def _check(
     *,
     worker: str,
     redelivered: bool,
+    vitals: WorkerVitals,
 ) -> None:
-    """One message as workers/core.py handles it: accept, take in the ledger, run, publish."""
+    """One message as workers/core.py handles it: accept, take in the ledger, run, publish,
+    with the worker's heartbeat when due (this path beats only while it runs checks)."""
+    vitals.exchanged(started=time.time(), emptied=False)
     accepted = runner.accept(raw, worker=worker, redelivered=redelivered)
     if isinstance(accepted, DeadLetter):
-        await publisher.publish([], [accepted])
+        await publisher.publish([], [accepted], heartbeat=_heartbeat(vitals))
         return
     (current,) = await publisher.ledger.take([accepted.request], worker=worker)
     if not current:  # a newer run of the check was enqueued after it
-        await publisher.publish([], superseded=1)
+        vitals.superseded += 1
+        await publisher.publish([], superseded=1, heartbeat=_heartbeat(vitals))
         return
-    await publisher.publish([await runner.run(accepted)])
+    result = await runner.run(accepted)
+    vitals.finished(1, time.time())
+    await publisher.publish([result], heartbeat=_heartbeat(vitals))
+
+
+def _heartbeat(vitals: WorkerVitals) -> Heartbeat | None:
+    now = time.time()
+    return vitals.heartbeat(now, in_flight=0) if vitals.heartbeat_due(now) else None
 
 
 async def _connect(url: str) -> Any:

@@ -75,7 +75,8 @@ class Worker:
         self.rate = RateLimit(rate_limit, burst=_IDLE_TICK)
         self.vitals = WorkerVitals(name=name, site=site, queue=source.name, concurrency=concurrency)
         self.stop_event = threading.Event()  # set from a signal handler or another thread
-        self._running: dict[asyncio.Task[None], TakenMessage] = {}
+        # Each check in flight: its message and its run.
+        self._running: dict[asyncio.Task[None], tuple[TakenMessage, str]] = {}
         self._results: list[CheckResult] = []  # finished, not yet published
         self._letters: list[DeadLetter] = []
         self._done: list[TakenMessage] = []  # to settle once `_results` are out
@@ -152,7 +153,8 @@ class Worker:
             self._done[:0] = done
             self.rate.refund(wanted)
             raise
-        self.vitals.exchanged(started=started, emptied=len(taken) < wanted)
+        emptied = self.source.sees_empty_queue and len(taken) < wanted
+        self.vitals.exchanged(started=started, emptied=emptied)
         self.rate.refund(wanted - len(taken))
         await self._admit(taken)
         return wanted > 0 and len(taken) == wanted
@@ -210,7 +212,7 @@ class Worker:
 
     def _start(self, message: TakenMessage, run: Accepted) -> None:
         task = asyncio.create_task(self._check(message, run))
-        self._running[task] = message
+        self._running[task] = (message, run.request.run_id)
         task.add_done_callback(self._running.pop)
 
     async def _check(self, message: TakenMessage, run: Accepted) -> None:
@@ -218,7 +220,7 @@ class Worker:
             result = await self.runner.run(run)
         except Exception as error:  # the check's message must not be lost
             log.error("check failed, giving its message back to the queue: %r", error)
-            await self._give_back([message])
+            await self._give_back([(message, run.request.run_id)])
             return
         self._results.append(result)
         self.vitals.finished(1, time.time())
@@ -231,7 +233,7 @@ class Worker:
         while self._running and time.monotonic() < deadline:
             await asyncio.sleep(_TICK)
             await self._settle_quietly()
-        unfinished = [message for task, message in self._running.items() if not task.done()]
+        unfinished = [taken for task, taken in self._running.items() if not task.done()]
         for task in list(self._running):
             task.cancel()
         if self._running:  # let the cancelled checks release their permits
@@ -245,8 +247,14 @@ class Worker:
         except REDIS_DOWN as error:
             log.warning("could not publish results yet: %s", error)
 
-    async def _give_back(self, messages: list[TakenMessage]) -> None:
+    async def _give_back(self, unfinished: list[tuple[TakenMessage, str]]) -> None:
+        """Put messages back on the queue, their runs no longer taken by this worker (so
+        that none is reported as the orphan of a worker that died)."""
+        if not unfinished:
+            return
+        messages = [message for message, _ in unfinished]
         try:
+            await self.publisher.ledger.untake([run_id for _, run_id in unfinished])
             await self.source.give_back(messages)
         except REDIS_DOWN as error:
             # Still recorded as unacknowledged: restored after the visibility timeout.

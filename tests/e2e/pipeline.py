@@ -178,7 +178,9 @@ class RedisServer(_Stoppable):
         self.process = subprocess.Popen(
             orphan_proof([
                 self.binary, "--bind", "127.0.0.1", "--port", str(self.port),
+                # No automatic rewrite: the append-only files keep every write (`writes()`).
                 "--dir", str(self.directory), "--appendonly", "yes", "--save", "",
+                "--auto-aof-rewrite-percentage", "0",
                 "--maxmemory-policy", "noeviction", "--logfile", str(self.directory / "redis.log"),
                 *(["--requirepass", self.password] if self.password else []),
                 *self._tls_arguments(),

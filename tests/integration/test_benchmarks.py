@@ -27,6 +27,7 @@ SMALL_RUNS = {
     "consumer_throughput": ["--results", "200"],
     "forwarder_throughput": ["--results", "200", "--delay", "0.05"],
     "consumer_restart": ["--rounds", "1", "--delay", "0.05"],
+    "result_backlog": ["--checks", "200", "--minutes", "10"],
     "beat_lateness": ["--checks", "200", "--interval", "5", "--duration", "5"],
     "worker_throughput": ["--checks", "100", "--concurrency", "50"],
     "worker_concurrency": ["--checks", "50", "--concurrency", "50", "--rounds", "1", "--hold", "0.2"],

@@ -12,8 +12,17 @@ import redis
 import redis.asyncio
 
 from smtp_checks.shared.config import ScheduledCheck
+from smtp_checks.shared.heartbeats import Heartbeat, send_heartbeat
 from smtp_checks.shared.keys import KEYS
-from smtp_checks.shared.ledger import LOST_AFTER, Ledger, NewRun, Verdict, WorkerLedger
+from smtp_checks.shared.ledger import (
+    HELD_AT_MOST,
+    LOST_AFTER,
+    PENDING_INTERVALS,
+    Ledger,
+    NewRun,
+    Verdict,
+    WorkerLedger,
+)
 from smtp_checks.shared.messages import CheckRequest
 from smtp_checks.shared.probe.spec import Mode, TlsMode
 from tests.redis_fixtures import flushed_redis_db
@@ -175,3 +184,58 @@ def test_a_taken_run_is_due_back_within_its_timeout_and_the_grace(
     take(url, taken)
     due = client.zscore(KEYS.outstanding, taken.request.run_id)
     assert due is not None and before + 5 + 30 <= due <= time.time() + 5 + 30
+
+
+def test_a_run_never_published_or_pending_too_long_is_lost_and_replaced(
+    client: redis.Redis, url: str
+) -> None:
+    ledger = Ledger(client)
+    unpublished = run(1)
+    ledger.enqueue([unpublished])
+    ledger.unpublished([unpublished.request])  # the broker refused it
+    assert ledger.enqueue([run(2)]) == [Verdict.ENQUEUED]
+    assert take(url, unpublished) == [False]  # should it ever come: superseded
+    # Pending longer than PENDING_INTERVALS intervals, where nobody sees its queue empty.
+    waiting = run(1, host="mx2")
+    ledger.enqueue([waiting])
+    too_long = time.time() - PENDING_INTERVALS * 60 - 1
+    client.hset(KEYS.outstanding_pending, "mx2/login", f"{waiting.request.run_id} {too_long}")
+    assert ledger.enqueue([run(2, host="mx2")]) == [Verdict.ENQUEUED]
+
+
+def test_a_run_given_back_is_queued_again_not_the_orphan_of_its_worker(
+    client: redis.Redis, url: str
+) -> None:
+    ledger = Ledger(client)
+    given_back, following = run(1), run(2)
+    ledger.enqueue([given_back])
+    take(url, given_back, worker="w1")
+
+    async def untaking() -> None:
+        async_client = redis.asyncio.Redis.from_url(url)
+        await WorkerLedger(async_client).untake([given_back.request.run_id])
+        await async_client.aclose()
+
+    asyncio.run(untaking())
+    ledger.enqueue([following])
+    # Redelivered after the next slot went out: superseded, and settled (nobody died).
+    assert take(url, given_back, worker="w2") == [False]
+    assert ledger.sweep(time.time() + 3600, {"paris"}) == []
+    assert [r.run_id for r in ledger.outstanding()] == [following.request.run_id]
+
+
+def test_a_run_held_by_a_live_worker_is_awaited_a_while_before_it_is_an_orphan(
+    client: redis.Redis, url: str
+) -> None:
+    ledger = Ledger(client, grace=30)
+    held = run(60)
+    ledger.enqueue([held])
+    take(url, held, worker="w1@poller")
+    now = time.time()
+    # The worker beats on (it cannot publish: Redis out of its reach, say) well past the
+    # run's due time, in the life that took the run.
+    later = now + HELD_AT_MOST + 60
+    send_heartbeat(client, Heartbeat("worker", "w1@poller", later, now - 60, site="paris"))
+    assert ledger.sweep(now + 120, {"paris"}) == []
+    (orphan,) = ledger.sweep(later, {"paris"})  # held too long: reported all the same
+    assert orphan.taken_by == "w1@poller"

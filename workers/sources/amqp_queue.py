@@ -54,6 +54,7 @@ class AmqpQueueSource:
     def __init__(self, app: Celery, queue: str, *, prefetch: int) -> None:
         self._app = app
         self.name = queue
+        self.sees_empty_queue = False
         self._queue = declare_queue(queue)
         self._prefetch = prefetch
         self._inbox: collections.deque[AmqpMessage] = collections.deque()

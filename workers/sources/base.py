@@ -21,6 +21,10 @@ class QueueSource(Protocol):
     """A site's check queue, seen from the worker's event loop."""
 
     name: str
+    # Whether taking fewer messages than asked for means the queue itself was empty (so
+    # every message published before was taken): true of Redis, where one script reads the
+    # list; not of AMQP, where the worker reads a prefetch buffer the broker fills.
+    sees_empty_queue: bool
 
     async def exchange(self, done: Sequence[TakenMessage], room: int) -> list[TakenMessage]:
         """Settle (acknowledge) `done`, then take up to `room` new messages, oldest first.

@@ -136,6 +136,7 @@ class RedisQueueSource:
         self._client = client
         self._app = app
         self.name = queue
+        self.sees_empty_queue = True
         self._settle_and_take = client.register_script(_SETTLE_AND_TAKE)
         self._closed = threading.Event()
 

@@ -1,0 +1,52 @@
+"""`smtp-checks status` against a live pipeline (real processes, its own Redis): OK while
+every role runs, CRITICAL naming the site whose only worker was killed, UNKNOWN once Redis
+is gone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+
+from tests.e2e.pipeline import Pipeline, host, wait_until
+from tests.smtp_servers import ServerPool
+
+LOGIN = {"login": {}}
+
+
+def status(pipeline: Pipeline) -> tuple[int, str]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "smtp_checks.cli.main", "status", "--config",
+         str(pipeline.config_path)],
+        env=pipeline.env, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    return completed.returncode, completed.stdout
+
+
+def test_status_is_ok_then_critical_for_a_dead_site_then_unknown_without_redis(
+    pipelines: Callable[..., Pipeline], server_pool: ServerPool
+) -> None:
+    server = server_pool.smtp()
+    hosts = [host("p-ok", "paris", server.port, LOGIN), host("l-ok", "lyon", server.port, LOGIN)]
+    pipeline = pipelines(hosts)
+    pipeline.start()
+    code, output = wait_until(
+        lambda: (found := status(pipeline))[0] == 0 and found,
+        30,
+        "status OK once every role has beaten",
+    )
+    first, *details = output.splitlines()
+    assert first.startswith("OK: 2 sites, 2 workers, "), output
+    assert "'workers_paris'=1;;;0;" in first and "'workers_lyon'=1;;;0;" in first, first
+    assert any(line.startswith("beat: ") and " leads" in line for line in details), output
+
+    pipeline.kill("lyon-1")
+    code, output = wait_until(
+        lambda: (found := status(pipeline))[0] == 2 and found, 30, "status CRITICAL"
+    )
+    assert output.startswith("CRITICAL: site lyon has 1 check(s) and no live worker | "), output
+
+    pipeline.redis.stop()
+    code, output = status(pipeline)
+    assert code == 3, output
+    assert output.startswith("UNKNOWN: cannot read the pipeline's state in Redis: "), output
