@@ -2,7 +2,7 @@
 
 A real `smtp-checks beat` process schedules N login checks at one interval on a Redis
 broker; a thread here drains the check queue as fast as messages arrive (BRPOP, an instant
-"ack"), and measures each run's lateness as the time it was taken minus the time it was
+"ack", and the run marked taken in the ledger as a worker marks it), and measures each run's lateness as the time it was taken minus the time it was
 scheduled for, so the figure covers the beat and the queue. The beat first owes one run
 per check (its start-up catch-up); the steady-state figures count only runs scheduled
 after that burst was drained. The beat's CPU comes from /proc/<pid>/stat.
@@ -14,6 +14,7 @@ Flushes Redis database --db (default 14) before and after.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import os
@@ -26,7 +27,11 @@ import time
 from pathlib import Path
 
 import redis
+import redis.asyncio
 import yaml
+
+from smtp_checks.shared.ledger import WorkerLedger
+from smtp_checks.shared.messages import CheckRequest
 
 REDIS_BASE = os.environ.get("SMTP_CHECKS_TEST_REDIS", "redis://127.0.0.1:6379").rstrip("/")
 QUEUE = "checks.bench"
@@ -59,26 +64,34 @@ def write_config(directory: Path, broker_url: str, checks: int, interval: int) -
 
 
 class Drain(threading.Thread):
-    """Takes every message off the queue at once and notes (taken at, scheduled for, id)."""
+    """Takes every message off the queue at once, marks its run taken in the ledger as a
+    worker does (else the beat skips the check's next slots: its run is still pending), and
+    notes (taken at, scheduled for, id)."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True)
-        self.client = redis.Redis.from_url(url, socket_timeout=10)
+        self.url = url
         self.taken: list[tuple[float, float, str]] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
+        asyncio.run(self._drain())
+
+    async def _drain(self) -> None:
+        client = redis.asyncio.Redis.from_url(self.url, socket_timeout=10)
+        ledger = WorkerLedger(client)
         while not self.stop.is_set():
-            reply = self.client.brpop([QUEUE], timeout=1)
+            reply = await client.brpop([QUEUE], timeout=1)
             if reply is None:
                 continue
             now = time.time()
             envelope = json.loads(reply[1])
-            args = json.loads(base64.b64decode(envelope["body"]))[0]
-            request = args[0]
-            self.taken.append(
-                (now, request["identity"]["scheduled_for"], request["identity"]["check_id"])
+            request = CheckRequest.model_validate(
+                json.loads(base64.b64decode(envelope["body"]))[0][0]
             )
+            await ledger.take([request], worker="drain")
+            self.taken.append((now, request.scheduled_for, request.check_id))
+        await client.aclose()
 
 
 def percentile(ordered: list[float], fraction: float) -> float:

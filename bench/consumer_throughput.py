@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import redis
-import yaml
 
+from bench.servers import consumer_config
 from smtp_checks.cli.consumer import ConsumerService
-from smtp_checks.shared.config import load_config
 from smtp_checks.shared.messages import CheckRequest, CheckResult, Handling
 from smtp_checks.shared.probe.result import ProbeResult
 from smtp_checks.shared.result_queue import ResultQueue
@@ -45,17 +44,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         spool = Path(directory) / "engine.cmd"
         spool.touch()
-        config_path = Path(directory) / "config.yaml"
-        config_path.write_text(yaml.safe_dump({
-            "broker_url": REDIS_URL,
-            "sites": {"paris": {}},
-            "hosts": [
-                {"name": f"mx{i}", "address": "192.0.2.1", "site": "paris", "checks": {"login": {"warning": "1"}}}
-                for i in range(args.results)
-            ],
-            "centreon": {"forwarders": [{"type": "command_file", "path": str(spool)}]},
-        }))  # fmt: skip
-        config = load_config(config_path)
+        config = consumer_config(Path(directory), REDIS_URL, args.results, spool)
         now = time.time()
         queue = ResultQueue(client)
         pipe = client.pipeline(transaction=False)

@@ -1,4 +1,5 @@
-"""Run a benchmark's SMTP server in its own process, so its CPU is not counted as ours."""
+"""What several benchmarks share: an SMTP server in a process of its own (so its CPU is not
+counted as ours), and the config the consumer benchmarks feed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,11 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from smtp_checks.shared.config import Config, load_config
 
 # With "tls" set, the child makes a throw-away CA and serves its trusted certificate.
 _SERVE = """
@@ -44,3 +50,20 @@ def server_process(**options: object) -> Iterator[ServerProcess]:
     finally:
         child.terminate()
         child.wait(timeout=10)
+
+
+def consumer_config(directory: Path, redis_url: str, checks: int, command_file: Path) -> Config:
+    """A config of `checks` login checks (warning at 1 s) on one site, forwarded to a
+    command file: what the consumer benchmarks feed results for."""
+    path = directory / "config.yaml"
+    path.write_text(yaml.safe_dump({
+        "broker_url": redis_url,
+        "sites": {"paris": {}},
+        "hosts": [
+            {"name": f"mx{i}", "address": "192.0.2.1", "site": "paris",
+             "checks": {"login": {"warning": "1"}}}
+            for i in range(checks)
+        ],
+        "centreon": {"forwarders": [{"type": "command_file", "path": str(command_file)}]},
+    }))  # fmt: skip
+    return load_config(path)

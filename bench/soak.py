@@ -14,12 +14,12 @@ Counting (independent of the roles' own logs):
 - enqueued runs: the beat claims each run with `SET smtp-checks:sched:<check>:<slot> NX`
   before recording and publishing it; every successful claim is a keyspace event;
 - results: a worker pushes each result once to the list `smtp-checks:results`, several in
-  one RPUSH (a keyspace event per command, not per result), so they are counted off
-  Redis's MONITOR stream: the values of every RPUSH to that list. Orphans: the consumer
+  one script call (a keyspace event per command, not per result), so they are counted off
+  Redis's MONITOR stream: the values of every call of the bounded push to that list. Orphans: the consumer
   logs each one (`orphaned: ... run <id>`);
-- lost = enqueued - results - orphans - still outstanding, after the beat is stopped and
-  the pipeline drained (the ledger `smtp-checks:outstanding` empty). It must be 0; a
-  negative figure would mean runs with two outcomes (duplicates).
+- lost = enqueued - results - orphans - superseded - still outstanding, after the beat is
+  stopped and the pipeline drained (the ledger `smtp-checks:outstanding` empty). It must be
+  0; a negative figure would mean runs with two outcomes (duplicates).
 - lateness: results sampled off `smtp-checks:results` (LRANGE, not removed) five times a second:
   started_at - scheduled_for (the probe's start, after queue and permit waits).
 - CPU: utime + stime from /proc/<pid>/stat of each role over the steady window (after the
@@ -37,7 +37,9 @@ Usage: python -m bench.soak [--duration 600] [--warmup 30] [--hosts 2000] [--int
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -59,6 +61,7 @@ import redis
 import yaml
 
 from smtp_checks.shared.keys import KEYS
+from smtp_checks.shared.result_queue import PUSH_BOUNDED
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECK_SMTP = "/usr/lib/nagios/plugins/check_smtp"
@@ -251,8 +254,10 @@ _MONITOR_ARGUMENT = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
 class ResultPushes(threading.Thread):
-    """Counts the results pushed to the result queue, off Redis's MONITOR stream: each
-    `RPUSH smtp-checks:results v1 v2 ...` adds one timestamp per value."""
+    """Counts the results pushed to the result queue, off Redis's MONITOR stream: workers
+    push through one script (shared/result_queue.py's PUSH_BOUNDED), and each
+    `EVALSHA <sha> 2 smtp-checks:results smtp-checks:counters <bound> v1 v2 ...` adds one
+    timestamp per value."""
 
     def __init__(self, url: str) -> None:
         super().__init__(daemon=True, name="result-pushes")
@@ -260,7 +265,11 @@ class ResultPushes(threading.Thread):
         self.recorded: list[float] = []
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
-        self._pushes = [f'"{verb}" "{KEYS.results}" '.encode() for verb in ("RPUSH", "rpush")]
+        sha = hashlib.sha1(PUSH_BOUNDED.encode()).hexdigest()
+        self._pushes = [
+            f'"{verb}" "{sha}" "2" "{KEYS.results}" "{KEYS.counters}" '.encode()
+            for verb in ("EVALSHA", "evalsha")
+        ]
         self._connection = self.client.connection_pool.get_connection()
         self._connection.send_command("MONITOR")
         if self._connection.read_response() not in (b"OK", "OK"):
@@ -275,8 +284,8 @@ class ResultPushes(threading.Thread):
                 if not isinstance(line, bytes):
                     continue
                 start = max(line.find(push) for push in self._pushes)
-                if start >= 0 and line.find(b" lua]", 0, start) < 0:  # not from a script
-                    values = len(_MONITOR_ARGUMENT.findall(line, start)) - 2
+                if start >= 0:  # the arguments before the values: verb, sha, 2, keys, bound
+                    values = len(_MONITOR_ARGUMENT.findall(line, start)) - 6
                     self.recorded.extend([time.time()] * values)
         except BaseException as error:
             self.error = error
@@ -608,6 +617,8 @@ def soak(args: argparse.Namespace, directory: Path, children: Children) -> Repor
     drained = wait_until(lambda: client.zcard(ledger_key) == 0, drain_limit)
     drain_seconds = time.time() - beat_stopped
     outstanding_left = int(client.zcard(ledger_key))
+    counters = {k.decode(): int(v) for k, v in client.hgetall(KEYS.counters).items()}
+    superseded = counters.get("superseded", 0)
     worker_codes = [w.stop() for w in workers]
     wait_until(lambda: client.llen(KEYS.results) == 0, 15)
     outbox = KEYS.outbox(f"command_file:{fifo}")
@@ -677,7 +688,7 @@ def soak(args: argparse.Namespace, directory: Path, children: Children) -> Repor
         orphan_scheduled.append(logged - int(match[3]))
     catch_up_orphans = sum(1 for t in orphan_scheduled if t < launched + 1.5)
     orphans_w = sum(1 for t in orphan_scheduled if t0 <= t < t1)
-    lost = enqueued_total - results_total - len(orphan_scheduled) - outstanding_left
+    lost = enqueued_total - results_total - len(orphan_scheduled) - outstanding_left - superseded
 
     add = report.add
     add("=" * 78)
@@ -701,7 +712,7 @@ def soak(args: argparse.Namespace, directory: Path, children: Children) -> Repor
         f"({recorded_w / window * 60:,.0f}/min)")  # fmt: skip
     add(
         f"  checks that reached a server     {ran_w:>9,}  {ran_w / window:8.1f}/s  "
-        f"({ran_w / window * 60:,.0f}/min; the rest were not run: stale or throttled)"
+        f"({ran_w / window * 60:,.0f}/min; the rest were throttled or superseded)"
     )
     add(
         f"  orphans reported                 {orphans_w:>9,}  (whole run: {len(orphan_scheduled)}, of "
@@ -729,6 +740,7 @@ def soak(args: argparse.Namespace, directory: Path, children: Children) -> Repor
     add(f"  runs enqueued (claimed slots)     {enqueued_total:>9,}")
     add(f"  results published                 {results_total:>9,}")
     add(f"  runs reported as orphans          {len(orphan_scheduled):>9,}")
+    add(f"  runs superseded (dropped unrun)   {superseded:>9,}")
     add(
         f"  still outstanding after drain     {outstanding_left:>9,}  "
         f"(drain {drain_seconds:.1f} s{'' if drained else ', GAVE UP'})"
@@ -738,8 +750,12 @@ def soak(args: argparse.Namespace, directory: Path, children: Children) -> Repor
         f"  results left on the queue {results_left}, in the outbox {outbox_left}; "
         f"command-file lines read {reader.lines:,}; server sessions {sessions:,}"
     )
+    add(f"  slots skipped (previous run still queued) {counters.get('skipped_slots', 0):,}; "
+        f"results compacted {counters.get('results_compacted', 0):,}")  # fmt: skip
     if stopped:
         add(f"  consumer counters at SIGTERM: {stopped[-1]}")
+        old = ast.literal_eval(stopped[-1]).get("old", 0)
+        add(f"  real results dropped as old       {old:>9,}")
     add("")
     add("MEMORY (VmRSS MB)      at window start    at end    growth   max in window")
     for c in measured:
