@@ -43,6 +43,7 @@ from bench.worker_throughput import (
     prefill,
     proc_cpu,
     proc_rss_mb,
+    published,
     results_key,
     worker_process,
     write_config,
@@ -95,7 +96,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1000, help="worker --concurrency")
     parser.add_argument("--rounds", type=int, default=2, help="rounds on one worker (2)")
     parser.add_argument("--hold", type=float, default=2.0, help="server hold, seconds (2)")
-    parser.add_argument("--hosts", type=int, default=300, help="configured hosts (300)")
+    parser.add_argument(
+        "--hosts", type=int, default=3000,
+        help="configured hosts (3000: the result queue, bounded by them, keeps every result)",
+    )  # fmt: skip
     parser.add_argument("--loglevel", default="INFO", help="worker --loglevel (INFO)")
     parser.add_argument("--timeout", type=float, default=300, help="per round, seconds")
     parser.add_argument(
@@ -135,7 +139,7 @@ def main() -> None:
             target = round_number * args.checks
             deadline = time.perf_counter() + args.timeout
             rss_max, cpu_start = rss_start, proc_cpu(worker.pid)
-            while (done := client.llen(results_key())) < target:
+            while (done := published(client, results_key())) < target:
                 if worker.poll() is not None:
                     sys.exit(f"worker exited with {worker.returncode}; see {log}")
                 if time.perf_counter() > deadline:

@@ -214,6 +214,13 @@ def results_key() -> str:
     return KEYS.results
 
 
+def published(client: redis.Redis, key: str) -> int:
+    """Results the worker published: on the list, or compacted away (the list is bounded by
+    the configured checks, fewer than the checks queued here: shared/result_queue.py)."""
+    compacted = client.hget(KEYS.counters, "results_compacted")
+    return int(client.llen(key)) + int(compacted or 0)
+
+
 def decode_results(client: redis.Redis) -> list[dict[str, Any]]:
     """Every CheckResult on the results list, oldest first (left in place)."""
     return [json.loads(raw) for raw in client.lrange(results_key(), 0, -1)]
@@ -280,7 +287,7 @@ def run_worker(
         deadline = started + timeout
         next_rss = 0.0
         while True:
-            done = client.llen(key)
+            done = published(client, key)
             if first is None and done:
                 first = snapshot(w.pid, servers, client)
             if done >= checks:
@@ -375,7 +382,10 @@ def main() -> None:
         "--loglevel", default="INFO",
         help="worker --loglevel values, comma-separated (INFO: the default of the command)",
     )  # fmt: skip
-    parser.add_argument("--hosts", type=int, default=300, help="configured hosts (300)")
+    parser.add_argument(
+        "--hosts", type=int, default=5000,
+        help="configured hosts (5000: the result queue, bounded by them, keeps every result)",
+    )  # fmt: skip
     parser.add_argument("--raw-in-flight", type=int, default=100, help="raw probe (100)")
     parser.add_argument("--timeout", type=float, default=300, help="per run, seconds (300)")
     args = parser.parse_args()
