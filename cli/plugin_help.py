@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from smtp_checks.shared.version import package_version
 
 _DESCRIPTION = "Check SMTP server (smtp-checks, compatible with apps::protocols::smtp::plugin)."
 
@@ -40,13 +40,6 @@ Generic options: --verbose --debug --filter-perfdata=REGEX --filter-uom=REGEX
   --output-file=PATH --pass-manager=environment|file --environment-map-option=OPTION=VAR
   --secret-file=FILE --secret-search-value=NAME=$.path --secret-map-option=OPTION=%{NAME}
 """
-
-
-def package_version() -> str:
-    try:
-        return version("smtp-checks")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def version_text() -> str:

@@ -82,6 +82,7 @@ class ConsumerService:
             on_forward=self._wake_deliverers,
         )
         states.forget_except(set(self.processor.known))
+        self.processor.ledger.forget_checks_except({check.check_id for check in checks})
         states.watch_starvation(list(self.processor.known), time.time())
         queue = ResultQueue(client, bound=backlog_bound(len(checks)))
         self.reader = ResultReader(queue, self.processor, client)

@@ -13,6 +13,8 @@ dropped by whoever reads them.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,7 @@ import redis
 import redis.asyncio
 
 from smtp_checks.shared.keys import KEYS, Keys
+from smtp_checks.shared.version import package_version
 
 HEARTBEAT_EVERY = 2.0  # seconds between two heartbeats of a process
 ALIVE_FOR = 10.0  # seconds a heartbeat shows its process alive: several missed beats
@@ -37,6 +40,9 @@ class Heartbeat:
     started_at: float
     site: str | None = None  # a worker's site
     figures: Mapping[str, Figure] = field(default_factory=dict)  # the role's own figures
+    host: str = field(default_factory=socket.gethostname)  # the machine
+    pid: int = field(default_factory=os.getpid)
+    version: str = field(default_factory=package_version)
 
     @property
     def field(self) -> str:
@@ -57,6 +63,9 @@ class Heartbeat:
                 "started_at": self.started_at,
                 "site": self.site,
                 "figures": dict(self.figures),
+                "host": self.host,
+                "pid": self.pid,
+                "version": self.version,
             }
         )
 
@@ -70,6 +79,9 @@ class Heartbeat:
             started_at=float(data["started_at"]),
             site=data.get("site"),
             figures=dict(data.get("figures") or {}),
+            host=str(data.get("host", "")),
+            pid=int(data.get("pid", 0)),
+            version=str(data.get("version", "")),
         )
 
     def write(

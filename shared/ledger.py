@@ -339,6 +339,26 @@ class Ledger:
             orphans.append(Orphan(OutstandingRun.from_json(entry), by.get("worker"), by.get("at")))
         return orphans
 
+    def forget_checks_except(self, check_ids: set[str]) -> int:
+        """Drop what the ledger keeps of checks no longer configured: their pending and latest
+        runs, and runs of theirs still awaited (never to be reported: their services are
+        gone from Centreon's config too). How many runs it dropped."""
+        k = self._keys
+        for key in (k.pending, k.latest):
+            gone = [c for c in self._client.hkeys(key) if _text(c) not in check_ids]
+            if gone:
+                self._client.hdel(key, *gone)
+        runs = [
+            run_id
+            for run_id, entry in self._client.hscan_iter(k.runs)
+            if OutstandingRun.from_json(entry).check_id not in check_ids
+        ]
+        if runs:
+            pipe = self._client.pipeline(transaction=True)
+            _add_settle(pipe, k, [_text(run_id) for run_id in runs])
+            pipe.execute()
+        return len(runs)
+
     def count(self) -> int:
         """Runs awaited."""
         return int(self._client.zcard(self._keys.due))

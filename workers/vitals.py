@@ -9,8 +9,6 @@ as dead (its queued runs then become orphans, which is what an operator must see
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 
 from smtp_checks.shared.heartbeats import ALIVE_FOR, HEARTBEAT_EVERY, Heartbeat
@@ -68,8 +66,6 @@ class WorkerVitals:
                 "superseded": self.superseded,
                 "queue_depth": self.queue_depth,
                 "queue_empty_at": self.queue_empty_at,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
             },
         )
 

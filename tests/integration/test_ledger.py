@@ -239,3 +239,18 @@ def test_a_run_held_by_a_live_worker_is_awaited_a_while_before_it_is_an_orphan(
     assert ledger.sweep(now + 120, {"paris"}) == []
     (orphan,) = ledger.sweep(later, {"paris"})  # held too long: reported all the same
     assert orphan.taken_by == "w1@poller"
+
+
+def test_what_the_ledger_keeps_of_checks_no_longer_configured_is_dropped(
+    client: redis.Redis, url: str
+) -> None:
+    ledger = Ledger(client)
+    kept, removed = run(1, host="mx1"), run(1, host="mx2")
+    ledger.enqueue([kept, removed])
+    take(url, removed, worker="w1")
+    assert ledger.forget_checks_except({"mx1/login"}) == 1
+    assert [r.run_id for r in ledger.outstanding()] == [kept.request.run_id]
+    for key in (KEYS.outstanding_pending, KEYS.outstanding_latest):
+        assert client.hkeys(key) == [b"mx1/login"]
+    assert client.hlen(KEYS.outstanding_taken) == 0
+    assert ledger.count() == 1
