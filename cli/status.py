@@ -12,8 +12,10 @@ import argparse
 import sys
 import time
 
+import redis
+
 from smtp_checks.shared.config import load_config
-from smtp_checks.shared.errors import SetupError
+from smtp_checks.shared.errors import ConfigError
 from smtp_checks.shared.output.perfdata import Perfdata
 from smtp_checks.shared.output.status import Status
 from smtp_checks.shared.pipeline_health import (
@@ -23,7 +25,7 @@ from smtp_checks.shared.pipeline_health import (
     broker_redis_url,
     read_health,
 )
-from smtp_checks.shared.redis_client import REDIS_DOWN, connect
+from smtp_checks.shared.redis_client import connect
 
 
 def run_status(argv: list[str]) -> int:
@@ -33,15 +35,21 @@ def run_status(argv: list[str]) -> int:
     parser.add_argument("--config", required=True, help="the YAML configuration file")
     parser.add_argument("--json", action="store_true", help="print the whole picture as JSON")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:  # a plugin says why on its output line, as UNKNOWN
+        first, *_ = str(error).splitlines() or ["invalid configuration"]
+        sys.stdout.write(f"UNKNOWN: {first}\n{error}\n")
+        return int(Status.UNKNOWN)
     if config.state_redis_url is None:
-        raise SetupError("status reads Redis: set broker_url (Redis) or redis_url")
+        sys.stdout.write("UNKNOWN: status reads Redis: set broker_url (Redis) or redis_url\n")
+        return int(Status.UNKNOWN)
     client = connect(config.state_redis_url)
     broker_url = broker_redis_url(config)
     broker = connect(broker_url) if broker_url else None
     try:
         health = read_health(config, client, broker, time.time())
-    except REDIS_DOWN as error:
+    except redis.RedisError as error:  # unreachable, or refused (an ACL without the right)
         sys.stdout.write(f"UNKNOWN: cannot read the pipeline's state in Redis: {error}\n")
         return int(Status.UNKNOWN)
     finally:

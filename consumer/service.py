@@ -7,6 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
+import redis
+
 from smtp_checks.consumer.deliverer import Deliverer
 from smtp_checks.consumer.forwarders.base import Forwarder
 from smtp_checks.consumer.outbox import Outbox
@@ -18,6 +20,7 @@ from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.config import Config
 from smtp_checks.shared.errors import SetupError
 from smtp_checks.shared.heartbeats import live_sites, read_heartbeats
+from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.ledger import Ledger
 from smtp_checks.shared.redis_client import connect
 from smtp_checks.shared.result_queue import ResultQueue, backlog_bound
@@ -82,6 +85,7 @@ class ConsumerService:
             on_forward=self._wake_deliverers,
         )
         states.forget_except(set(self.processor.known))
+        _forget_forwarders_except(client, {d.forwarder.name for d in self.deliverers})
         self.processor.ledger.forget_checks_except({check.check_id for check in checks})
         states.watch_starvation(list(self.processor.known), time.time())
         queue = ResultQueue(client, bound=backlog_bound(len(checks)))
@@ -105,3 +109,11 @@ class ConsumerService:
 
     def stop(self) -> None:
         self.reader.should_stop = True
+
+
+def _forget_forwarders_except(client: redis.Redis, names: set[str]) -> None:
+    """Forget the delivery news of forwarders no longer configured (`status` reads them)."""
+    kept = {name.encode() for name in names}
+    gone = [name for name in client.hkeys(KEYS.outboxes) if name not in kept]
+    if gone:
+        client.hdel(KEYS.outboxes, *gone)

@@ -97,7 +97,8 @@ result.sent_check_time = result.check_time
 redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(result))
 redis.call('ZADD', KEYS[2], forwarded_at + resend, ARGV[1])
 if synthetic == nil then
-  redis.call('ZADD', KEYS[3], measured_at + starve, ARGV[1])
+  -- GT: a result of before a long stop does not pull back the clock its start pushed on.
+  redis.call('ZADD', KEYS[3], 'GT', measured_at + starve, ARGV[1])
 elseif synthetic == 'starved' then
   redis.call('ZREM', KEYS[3], ARGV[1])  -- one UNKNOWN; the next real result starts it again
 end

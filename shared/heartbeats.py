@@ -96,22 +96,25 @@ def send_heartbeat(client: redis.Redis, heartbeat: Heartbeat, *, keys: Keys = KE
     client.hset(keys.heartbeats, heartbeat.field, heartbeat.to_json())
 
 
-def read_heartbeats(client: redis.Redis, now: float, *, keys: Keys = KEYS) -> list[Heartbeat]:
-    """Every heartbeat kept, alive or not; drops those older than `FORGET_AFTER` and any that
-    does not parse."""
-    heartbeats, forget = [], []
+def read_heartbeats(
+    client: redis.Redis, now: float, *, keys: Keys = KEYS, forget: bool = True
+) -> list[Heartbeat]:
+    """Every heartbeat kept, alive or not, but those older than `FORGET_AFTER` and any that
+    does not parse, which it drops from Redis unless `forget` is False (a reader that must
+    not write: `smtp-checks status`, run by a read-only user)."""
+    heartbeats, forgotten = [], []
     for name, raw in client.hgetall(keys.heartbeats).items():
         try:
             heartbeat = Heartbeat.from_json(raw)
         except (ValueError, KeyError, TypeError):
-            forget.append(name)
+            forgotten.append(name)
             continue
         if now - heartbeat.at > FORGET_AFTER:
-            forget.append(name)
+            forgotten.append(name)
         else:
             heartbeats.append(heartbeat)
-    if forget:
-        client.hdel(keys.heartbeats, *forget)
+    if forgotten and forget:
+        client.hdel(keys.heartbeats, *forgotten)
     return heartbeats
 
 

@@ -45,7 +45,7 @@ from enum import Enum
 import redis
 import redis.asyncio
 
-from smtp_checks.shared.heartbeats import ALIVE_FOR
+from smtp_checks.shared.heartbeats import HEARTBEAT_EVERY
 from smtp_checks.shared.identity import CheckIdentity, Identified
 from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.messages import CheckRequest
@@ -56,15 +56,22 @@ DEFAULT_GRACE = 30.0  # seconds after the stale time before a missing result is 
 # the beat records a run before it publishes it (a worker may find the queue empty in
 # between), and the worker's clock may be a little off the beat's.
 LOST_AFTER = 5.0
-# Nor is a run pending for ever: past this many intervals (at least MIN_PENDING seconds) it
-# is presumed lost, wherever its queue's emptiness cannot be seen (RabbitMQ) or never comes
-# (a site so far behind that its queue never empties). Its check then has two runs queued,
-# the older superseded when taken: one measurement the less, never an UNKNOWN.
+# Nor is a run pending for ever: past this many intervals it is presumed lost. Its check
+# then has two runs queued, the older superseded when taken: one measurement the less, never
+# an UNKNOWN. Where the queue's emptiness can be seen (Redis), only a site so far behind that
+# its queue never empties needs it; where it cannot (RabbitMQ: workers read a prefetch
+# buffer), it is the only way to find a lost run, and comes before a service counts as
+# starved (3 intervals), at the cost of two runs queued per check on a site past capacity.
 PENDING_INTERVALS = 10
-MIN_PENDING = 60.0
+UNSEEN_PENDING_INTERVALS = 2
+MIN_PENDING = 10.0
 # A run taken by a worker that is still alive is awaited this long (seconds since it was
 # taken) before it is reported: the worker may be unable to publish (Redis out of reach).
 HELD_AT_MOST = 300.0
+# A worker that took a run counts as alive while its heartbeat is this young: two missed
+# beats and a half, so that a killed worker's runs are reported within seconds (ALIVE_FOR,
+# which tells a live site, allows more).
+TAKER_ALIVE_FOR = 2.5 * HEARTBEAT_EVERY
 
 # KEYS: due, runs, pending, latest, counters. ARGV: now, LOST_AFTER, then 9 per run: check id,
 # run id, entry, due time, slot key ('' for none), slot TTL, when the site's queue was last
@@ -133,6 +140,14 @@ for i = 1, #ARGV, 2 do
 end
 """
 
+# KEYS: taken. ARGV: worker, then run ids. Forget the holds of `worker` on these runs.
+_UNTAKE = """
+for i = 2, #ARGV do
+  local taken = redis.call('HGET', KEYS[1], ARGV[i])
+  if taken and cjson.decode(taken).worker == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+"""
+
 # KEYS: due, runs, pending, latest, taken. ARGV: now, worker, then 4 per run: check id,
 # run id, ad hoc ('1' or '0'), due time once taken. Returns 1 (run it) or 0 (superseded).
 _TAKE = """
@@ -165,17 +180,18 @@ return verdicts
 """
 
 # KEYS: due, runs, pending, taken, recent orphans, heartbeats. ARGV: now, limit, the due time
-# of a deferred run, ALIVE_FOR, HELD_AT_MOST, then the sites with live workers. Takes the
-# orphans due by `now` (noted among the last hour's); returns entry, taken pairs ('' when
-# never taken). Deferred, not orphaned: a run still queued on a live site, and a run held by
-# a live worker for less than HELD_AT_MOST (a Redis outage kept it from publishing).
+# of a deferred queued run, that of a deferred held run, TAKER_ALIVE_FOR, HELD_AT_MOST, then
+# the sites with live workers. Takes the orphans due by `now` (noted among the last hour's);
+# returns entry, taken pairs ('' when never taken). Deferred, not orphaned: a run still
+# queued on a live site, and a run held by a live worker for less than HELD_AT_MOST (a Redis
+# outage kept it from publishing).
 _SWEEP = (
     _TAKER_ALIVE
     + """
-local now, limit, later = ARGV[1], ARGV[2], ARGV[3]
-local alive_for, held_at_most = tonumber(ARGV[4]), tonumber(ARGV[5])
+local now, limit, later, held_later = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local alive_for, held_at_most = tonumber(ARGV[5]), tonumber(ARGV[6])
 local live = {}
-for i = 6, #ARGV do live[ARGV[i]] = true end
+for i = 7, #ARGV do live[ARGV[i]] = true end
 local orphans = {}
 local ids = redis.call('ZRANGE', KEYS[1], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
 for _, run in ipairs(ids) do
@@ -186,13 +202,14 @@ for _, run in ipairs(ids) do
     redis.call('HDEL', KEYS[4], run)
   else
     local identity = cjson.decode(entry)
-    local defer = live[identity.site]
+    local defer, again = live[identity.site], later
     if taken then
       defer = tonumber(now) - cjson.decode(taken).at < held_at_most
         and taker_alive(KEYS[6], taken, now, alive_for)
+      again = held_later
     end
     if defer then
-      redis.call('ZADD', KEYS[1], later, run)
+      redis.call('ZADD', KEYS[1], again, run)
     else
       redis.call('ZREM', KEYS[1], run)
       redis.call('HDEL', KEYS[2], run)
@@ -304,7 +321,7 @@ class Ledger:
                 new.slot_ttl,
                 empty.get(request.site, ""),
                 "1" if request.adhoc else "0",
-                max(MIN_PENDING, PENDING_INTERVALS * (request.stale_at - request.scheduled_for)),
+                max(MIN_PENDING, _pending_intervals(request.site in empty) * _interval(request)),
             ]
         k = self._keys
         replies = self._enqueue(keys=[k.due, k.runs, k.pending, k.latest, k.counters], args=args)
@@ -331,7 +348,15 @@ class Ledger:
         k = self._keys
         raw = self._sweep(
             keys=[k.due, k.runs, k.pending, k.taken, k.orphans_recent, k.heartbeats],
-            args=[now, limit, now + self.grace, ALIVE_FOR, HELD_AT_MOST, *sorted(live_sites)],
+            args=[
+                now,
+                limit,
+                now + self.grace,
+                now + HEARTBEAT_EVERY,
+                TAKER_ALIVE_FOR,
+                HELD_AT_MOST,
+                *sorted(live_sites),
+            ],
         )
         orphans = []
         for entry, taken in zip(raw[::2], raw[1::2], strict=True):
@@ -351,7 +376,7 @@ class Ledger:
         runs = [
             run_id
             for run_id, entry in self._client.hscan_iter(k.runs)
-            if OutstandingRun.from_json(entry).check_id not in check_ids
+            if (check := _check_id(entry)) is not None and check not in check_ids
         ]
         if runs:
             pipe = self._client.pipeline(transaction=True)
@@ -382,6 +407,7 @@ class WorkerLedger:
         self._client = client
         self._grace = grace
         self._take = client.register_script(_TAKE)
+        self._untake = client.register_script(_UNTAKE)
 
     async def take(self, requests: Sequence[CheckRequest], *, worker: str) -> list[bool]:
         """Mark runs as taken by `worker`, in one round trip; False for each superseded run
@@ -397,11 +423,12 @@ class WorkerLedger:
         replies = await self._take(keys=[k.due, k.runs, k.pending, k.latest, k.taken], args=args)
         return [bool(int(reply)) for reply in replies]
 
-    async def untake(self, run_ids: Sequence[str]) -> None:
+    async def untake(self, run_ids: Sequence[str], *, worker: str) -> None:
         """These runs go back to the queue unrun (a worker stopping, or a check that
-        failed): queued again, not held by a worker."""
+        failed): queued again, no longer held by `worker` (nor by another that has taken
+        one since: its hold stays)."""
         if run_ids:
-            await self._client.hdel(self._keys.taken, *run_ids)
+            await self._untake(keys=[self._keys.taken], args=[worker, *run_ids])
 
     def settle_in(self, pipe: redis.asyncio.client.Pipeline, run_ids: Sequence[str]) -> None:
         """Add the settling of `run_ids` to `pipe`, the transaction that publishes them."""
@@ -417,6 +444,23 @@ def _add_settle(
         pipe.zrem(keys.due, *run_ids)
         pipe.hdel(keys.runs, *run_ids)
         pipe.hdel(keys.taken, *run_ids)
+
+
+def _check_id(entry: bytes | str) -> str | None:
+    """The check of a ledger entry; None for one this release cannot read (kept)."""
+    try:
+        return OutstandingRun.from_json(entry).check_id
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _pending_intervals(queue_seen_empty: bool) -> int:
+    return PENDING_INTERVALS if queue_seen_empty else UNSEEN_PENDING_INTERVALS
+
+
+def _interval(request: CheckRequest) -> float:
+    """A run's window: from its slot to its stale time (the check's interval)."""
+    return request.stale_at - request.scheduled_for
 
 
 def _text(value: bytes | str) -> str:

@@ -31,6 +31,7 @@ from smtp_checks.shared.config.models import is_redis_url
 from smtp_checks.shared.heartbeats import Heartbeat, read_heartbeats
 from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.output.status import Status, worst
+from smtp_checks.shared.redis_client import REDIS_DOWN
 from smtp_checks.shared.sanitize import sanitize
 
 BEHIND_FOR = 60.0  # seconds without an empty queue before a site's rate is judged
@@ -92,7 +93,7 @@ def read_health(
 ) -> PipelineHealth:
     """The pipeline's health at `now`. `client`: the state Redis; `broker`: the broker's
     Redis, None on RabbitMQ."""
-    heartbeats = read_heartbeats(client, now, keys=keys)
+    heartbeats = read_heartbeats(client, now, keys=keys, forget=False)
     sites = [_site(config, name, heartbeats, broker, now) for name in config.sites]
     beats = [h for h in heartbeats if h.role == "beat" and h.alive(now)]
     leader = next((h for h in beats if h.figure("leading")), None)
@@ -135,15 +136,20 @@ def _site(
     live_names = {h.name for h in live}
     gone = sorted({h.name for h in mine if not h.alive(now)} - live_names)
     rate = sum(_number(h.figure("checks_per_minute")) for h in live)
-    queued, oldest = _queue(site, broker, live, now)
     status, problems = Status.OK, []
-    if checks and not live:
+    try:
+        queued, oldest = _queue(site, broker, live, now)
+    except REDIS_DOWN as error:
+        queued, oldest = None, None
         status = Status.CRITICAL
+        problems.append(f"site {site}: its queue's broker cannot be read: {error}")
+    if checks and not live:
+        status = worst(status, Status.CRITICAL)
         problems.append(f"site {site} has {len(checks)} check(s) and no live worker")
     elif gone:
-        status = Status.WARNING
+        status = worst(status, Status.WARNING)
         problems.append(f"site {site} lost {len(gone)} worker(s): {', '.join(gone)}")
-    if live and _behind(live, now):
+    if live and _behind(live, queued, now):
         share = rate / asked if asked else 1.0
         verdict = (
             Status.CRITICAL
@@ -174,12 +180,16 @@ def _site(
     )
 
 
-def _behind(live: list[Heartbeat], now: float) -> bool:
-    """The site's queue has not been seen empty for a minute, by workers up for a minute."""
+def _behind(live: list[Heartbeat], queued: int | None, now: float) -> bool:
+    """The site's queue has not been seen empty for a minute, by workers up for a minute.
+    Where no worker can see it empty (RabbitMQ, the Celery compatibility path): a queue
+    that holds runs now."""
     if min(now - h.started_at for h in live) < BEHIND_FOR:
         return False
-    empty = [_number(h.figure("queue_empty_at")) for h in live]
-    return now - max(empty, default=0.0) > BEHIND_FOR
+    empty = [float(e) for h in live if isinstance(e := h.figure("queue_empty_at"), int | float)]
+    if not empty:
+        return bool(queued)
+    return now - max(empty) > BEHIND_FOR
 
 
 def _queue(
@@ -213,8 +223,9 @@ def _outbox(
     name = forwarder.decode() if isinstance(forwarder, bytes) else forwarder
     news: dict[str, Any] = json.loads(raw)
     queue, inflight = keys.outbox(name), keys.outbox_inflight(name)
-    waiting = int(client.llen(queue)) + int(client.llen(inflight))
-    oldest = _check_time(client.lindex(inflight, 0) or client.lindex(queue, 0))
+    unsettled = [item for item in client.lrange(inflight, 0, -1) if item]  # "": settled
+    waiting = len(unsettled) + int(client.llen(queue))
+    oldest = _check_time(unsettled[0] if unsettled else client.lindex(queue, 0))
     oldest_for = now - oldest if oldest is not None and waiting else None
     status, problems = Status.OK, []
     if oldest_for is not None and oldest_for > resend:

@@ -22,7 +22,7 @@ from celery.exceptions import Reject
 
 from smtp_checks.shared.celery_app import CHECK_TASK, check_queue, make_app
 from smtp_checks.shared.config import load_config
-from smtp_checks.shared.heartbeats import Heartbeat
+from smtp_checks.shared.heartbeats import HEARTBEAT_EVERY, Heartbeat
 from smtp_checks.shared.redis_client import REDIS_DOWN, connect_async
 from smtp_checks.workers.assembly import broker_and_redis, limiter
 from smtp_checks.workers.publisher import ResultPublisher
@@ -56,6 +56,7 @@ def celery_app(config_path: str, site: str) -> Celery:
         client, checks=len(config.scheduled_checks()), orphan_grace=config.centreon.orphan_grace
     )
     vitals: dict[str, WorkerVitals] = {}  # by worker name, which only a task knows
+    asyncio.run_coroutine_threadsafe(_beat_on(publisher, vitals), loop.loop)
 
     def run_check(task: Task[..., None], /, *args: object, **kwargs: object) -> None:
         delivery = task.request.delivery_info or {}
@@ -111,6 +112,20 @@ async def _check(
     result = await runner.run(accepted)
     vitals.finished(1, time.time())
     await publisher.publish([result], heartbeat=_heartbeat(vitals))
+
+
+async def _beat_on(publisher: ResultPublisher, vitals: dict[str, WorkerVitals]) -> None:
+    """Heartbeats between checks too (a quiet site, or checks slower than ALIVE_FOR, must not
+    look dead). Celery owns the broker connection here, so the process's being alive stands
+    for its reaching the queue."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_EVERY)
+        for own in list(vitals.values()):
+            own.exchanged(started=time.time(), emptied=False)
+            try:
+                await publisher.publish([], heartbeat=_heartbeat(own))
+            except REDIS_DOWN:
+                continue  # the next one, then
 
 
 def _heartbeat(vitals: WorkerVitals) -> Heartbeat | None:

@@ -254,7 +254,9 @@ class Worker:
             return
         messages = [message for message, _ in unfinished]
         try:
-            await self.publisher.ledger.untake([run_id for _, run_id in unfinished])
+            await self.publisher.ledger.untake(
+                [run_id for _, run_id in unfinished], worker=self.name
+            )
             await self.source.give_back(messages)
         except REDIS_DOWN as error:
             # Still recorded as unacknowledged: restored after the visibility timeout.

@@ -18,6 +18,7 @@ from smtp_checks.shared.ledger import (
     HELD_AT_MOST,
     LOST_AFTER,
     PENDING_INTERVALS,
+    UNSEEN_PENDING_INTERVALS,
     Ledger,
     NewRun,
     Verdict,
@@ -195,12 +196,23 @@ def test_a_run_never_published_or_pending_too_long_is_lost_and_replaced(
     ledger.unpublished([unpublished.request])  # the broker refused it
     assert ledger.enqueue([run(2)]) == [Verdict.ENQUEUED]
     assert take(url, unpublished) == [False]  # should it ever come: superseded
-    # Pending longer than PENDING_INTERVALS intervals, where nobody sees its queue empty.
+    # Pending for long: presumed lost after UNSEEN_PENDING_INTERVALS intervals where nobody
+    # can see the queue empty (RabbitMQ), after PENDING_INTERVALS where workers can.
     waiting = run(1, host="mx2")
     ledger.enqueue([waiting])
-    too_long = time.time() - PENDING_INTERVALS * 60 - 1
-    client.hset(KEYS.outstanding_pending, "mx2/login", f"{waiting.request.run_id} {too_long}")
-    assert ledger.enqueue([run(2, host="mx2")]) == [Verdict.ENQUEUED]
+
+    def pending_since(intervals: float) -> None:
+        since = time.time() - intervals * 60 - 1
+        client.hset(KEYS.outstanding_pending, "mx2/login", f"{waiting.request.run_id} {since}")
+
+    seen = {"paris": time.time() - 3600}  # seen empty, long before the run was enqueued
+    pending_since(UNSEEN_PENDING_INTERVALS)
+    assert ledger.enqueue([run(2, host="mx2")], queue_empty_at=seen) == [Verdict.PENDING]
+    pending_since(PENDING_INTERVALS)
+    waiting = run(3, host="mx2")  # the run pending from now on
+    assert ledger.enqueue([waiting], queue_empty_at=seen) == [Verdict.ENQUEUED]
+    pending_since(UNSEEN_PENDING_INTERVALS)
+    assert ledger.enqueue([run(4, host="mx2")]) == [Verdict.ENQUEUED]
 
 
 def test_a_run_given_back_is_queued_again_not_the_orphan_of_its_worker(
@@ -213,7 +225,10 @@ def test_a_run_given_back_is_queued_again_not_the_orphan_of_its_worker(
 
     async def untaking() -> None:
         async_client = redis.asyncio.Redis.from_url(url)
-        await WorkerLedger(async_client).untake([given_back.request.run_id])
+        ledger = WorkerLedger(async_client)
+        await ledger.untake([given_back.request.run_id], worker="w2")  # not its hold: kept
+        assert await async_client.hexists(KEYS.outstanding_taken, given_back.request.run_id)
+        await ledger.untake([given_back.request.run_id], worker="w1")
         await async_client.aclose()
 
     asyncio.run(untaking())

@@ -179,3 +179,34 @@ def test_queued_runs_and_recent_orphans_are_counted(config: Config, client: redi
     paris = site(found, "paris")
     assert (paris.queued, round(paris.oldest_queued_for or 0)) == (2, 42)
     assert found.orphans_last_hour == 2
+
+
+def test_where_no_worker_can_see_its_queue_empty_a_site_is_judged_by_its_depth(
+    config: Config, client: redis.Redis
+) -> None:
+    healthy(client)
+    # RabbitMQ workers report the depth they see, never an empty queue: 10 of 60 a minute
+    # with nothing waiting is a site that keeps up (its checks come every few minutes).
+    beat(client, "worker", "w1", site="paris", checks_per_minute=10, queue_depth=0)
+    assert read_health(config, client, None, NOW).status is Status.OK
+    beat(client, "worker", "w1", site="paris", checks_per_minute=10, queue_depth=400)
+    found = read_health(config, client, None, NOW)
+    assert found.status is Status.CRITICAL and site(found, "paris").queued == 400
+
+
+def test_status_without_a_readable_config_or_redis_is_unknown_on_its_output_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from smtp_checks.cli.status import run_status
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sites: {paris: {}}\nhosts: [{name: mx1}]\n")
+    assert run_status(["--config", str(broken)]) == 3
+    assert capsys.readouterr().out.startswith("UNKNOWN: ")
+    unreachable = tmp_path / "unreachable.yaml"
+    unreachable.write_text(yaml.safe_dump({
+        "broker_url": "redis://127.0.0.1:1/0", "sites": {"paris": {}},
+        "hosts": [{"name": "mx1", "address": "192.0.2.1", "site": "paris", "checks": {"login": {}}}],
+    }))  # fmt: skip
+    assert run_status(["--config", str(unreachable)]) == 3
+    assert capsys.readouterr().out.startswith("UNKNOWN: cannot read the pipeline's state in Redis")
