@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from smtp_checks.consumer.forwarders.base import PassiveResult
 from smtp_checks.consumer.service_states import Decision, Observation, ServiceStates
 from smtp_checks.shared.celery_app import check_queue
-from smtp_checks.shared.config import Config, ScheduledCheck
+from smtp_checks.shared.config import Config, ScheduledCheck, asked_per_minute
 from smtp_checks.shared.heartbeats import SiteWorkers
 from smtp_checks.shared.identity import CheckIdentity
 from smtp_checks.shared.ledger import Ledger, Orphan
@@ -73,10 +73,7 @@ class ResultProcessor:
         """`sites`: the sites with live workers at a time (from the heartbeats)."""
         checks = config.scheduled_checks()
         self.known = {(check.host, check.service): check for check in checks}
-        self._asked_per_minute: dict[str, float] = {}
-        for check in checks:
-            per_minute = self._asked_per_minute.get(check.site, 0.0) + 60.0 / check.interval
-            self._asked_per_minute[check.site] = per_minute
+        self._asked_per_minute = asked_per_minute(checks)
         self.states = states
         self.ledger = ledger
         self.counts: Counter[str] = Counter()

@@ -128,6 +128,10 @@ class SiteWorkers:
     queue: str | None
     queue_depth: int | None  # the largest depth a worker reported (None: none could tell)
     queue_empty_at: float | None  # the last time a worker found the queue empty
+    names: tuple[str, ...] = ()
+    in_flight: int = 0
+    concurrency: int = 0
+    youngest_started_at: float | None = None  # when the most recently started worker did
 
 
 def live_sites(heartbeats: list[Heartbeat], now: float) -> dict[str, SiteWorkers]:
@@ -140,17 +144,20 @@ def live_sites(heartbeats: list[Heartbeat], now: float) -> dict[str, SiteWorkers
 
 
 def _summed(site: str, workers: list[Heartbeat]) -> SiteWorkers:
-    depths = [int(d) for w in workers if isinstance(d := w.figure("queue_depth"), int | float)]
-    empty = [float(e) for w in workers if isinstance(e := w.figure("queue_empty_at"), int | float)]
-    rates = [
-        float(r) for w in workers if isinstance(r := w.figure("checks_per_minute"), int | float)
-    ]
+    def numbers(name: str) -> list[float]:
+        return [float(v) for w in workers if isinstance(v := w.figure(name), int | float)]
+
+    depths, empty = numbers("queue_depth"), numbers("queue_empty_at")
     queue = next((str(q) for w in workers if (q := w.figure("queue"))), None)
     return SiteWorkers(
         site=site,
         workers=len(workers),
-        checks_per_minute=sum(rates),
+        checks_per_minute=sum(numbers("checks_per_minute")),
         queue=queue,
-        queue_depth=max(depths, default=None),
+        queue_depth=int(max(depths)) if depths else None,
         queue_empty_at=max(empty, default=None),
+        names=tuple(sorted(w.name for w in workers)),
+        in_flight=int(sum(numbers("in_flight"))),
+        concurrency=int(sum(numbers("concurrency"))),
+        youngest_started_at=max(w.started_at for w in workers),
     )

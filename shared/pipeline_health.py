@@ -20,15 +20,16 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
 
 from smtp_checks.shared.celery_app import check_queue
-from smtp_checks.shared.config import Config
+from smtp_checks.shared.config import Config, asked_per_minute
 from smtp_checks.shared.config.models import is_redis_url
-from smtp_checks.shared.heartbeats import Heartbeat, read_heartbeats
+from smtp_checks.shared.heartbeats import Heartbeat, SiteWorkers, live_sites, read_heartbeats
 from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.output.status import Status, worst
 from smtp_checks.shared.redis_client import REDIS_DOWN
@@ -94,7 +95,22 @@ def read_health(
     """The pipeline's health at `now`. `client`: the state Redis; `broker`: the broker's
     Redis, None on RabbitMQ."""
     heartbeats = read_heartbeats(client, now, keys=keys, forget=False)
-    sites = [_site(config, name, heartbeats, broker, now) for name in config.sites]
+    checks = config.scheduled_checks()
+    counts, asked = Counter(check.site for check in checks), asked_per_minute(checks)
+    live = live_sites(heartbeats, now)
+    gone = _gone(heartbeats, live, now)
+    sites = [
+        _site(
+            name,
+            checks=counts[name],
+            asked=asked.get(name, 0.0),
+            workers=live.get(name),
+            gone=gone.get(name, []),
+            broker=broker,
+            now=now,
+        )
+        for name in config.sites
+    ]
     beats = [h for h in heartbeats if h.role == "beat" and h.alive(now)]
     leader = next((h for h in beats if h.figure("leading")), None)
     consumers = [h.name for h in heartbeats if h.role == "consumer" and h.alive(now)]
@@ -127,29 +143,30 @@ def read_health(
 
 
 def _site(
-    config: Config, site: str, heartbeats: list[Heartbeat], broker: redis.Redis | None, now: float
+    site: str,
+    *,
+    checks: int,
+    asked: float,
+    workers: SiteWorkers | None,
+    gone: list[str],
+    broker: redis.Redis | None,
+    now: float,
 ) -> SiteHealth:
-    checks = [check for check in config.scheduled_checks() if check.site == site]
-    asked = sum(60.0 / check.interval for check in checks)
-    mine = [h for h in heartbeats if h.role == "worker" and h.site == site]
-    live = [h for h in mine if h.alive(now)]
-    live_names = {h.name for h in live}
-    gone = sorted({h.name for h in mine if not h.alive(now)} - live_names)
-    rate = sum(_number(h.figure("checks_per_minute")) for h in live)
+    rate = workers.checks_per_minute if workers else 0.0
     status, problems = Status.OK, []
     try:
-        queued, oldest = _queue(site, broker, live, now)
+        queued, oldest = _queue(site, broker, workers, now)
     except REDIS_DOWN as error:
         queued, oldest = None, None
         status = Status.CRITICAL
         problems.append(f"site {site}: its queue's broker cannot be read: {error}")
-    if checks and not live:
+    if checks and workers is None:
         status = worst(status, Status.CRITICAL)
-        problems.append(f"site {site} has {len(checks)} check(s) and no live worker")
+        problems.append(f"site {site} has {checks} check(s) and no live worker")
     elif gone:
         status = worst(status, Status.WARNING)
         problems.append(f"site {site} lost {len(gone)} worker(s): {', '.join(gone)}")
-    if live and _behind(live, queued, now):
+    if workers is not None and _behind(workers, queued, now):
         share = rate / asked if asked else 1.0
         verdict = (
             Status.CRITICAL
@@ -166,13 +183,13 @@ def _site(
             )
     return SiteHealth(
         site=site,
-        checks=len(checks),
+        checks=checks,
         asked_per_minute=round(asked, 1),
-        workers=sorted(live_names),
+        workers=list(workers.names) if workers else [],
         workers_gone=gone,
         checks_per_minute=rate,
-        in_flight=sum(int(_number(h.figure("in_flight"))) for h in live),
-        concurrency=sum(int(_number(h.figure("concurrency"))) for h in live),
+        in_flight=workers.in_flight if workers else 0,
+        concurrency=workers.concurrency if workers else 0,
         queued=queued,
         oldest_queued_for=oldest,
         status=status,
@@ -180,25 +197,38 @@ def _site(
     )
 
 
-def _behind(live: list[Heartbeat], queued: int | None, now: float) -> bool:
+def _gone(
+    heartbeats: list[Heartbeat], live: dict[str, SiteWorkers], now: float
+) -> dict[str, list[str]]:
+    """By site: the workers seen in the last hour that are not alive now (nor restarted
+    under the same name)."""
+    gone: dict[str, set[str]] = {}
+    for heartbeat in heartbeats:
+        if heartbeat.role == "worker" and heartbeat.site and not heartbeat.alive(now):
+            gone.setdefault(heartbeat.site, set()).add(heartbeat.name)
+    return {
+        site: sorted(names - set(live[site].names if site in live else ()))
+        for site, names in gone.items()
+    }
+
+
+def _behind(workers: SiteWorkers, queued: int | None, now: float) -> bool:
     """The site's queue has not been seen empty for a minute, by workers up for a minute.
     Where no worker can see it empty (RabbitMQ, the Celery compatibility path): a queue
     that holds runs now."""
-    if min(now - h.started_at for h in live) < BEHIND_FOR:
+    if workers.youngest_started_at is None or now - workers.youngest_started_at < BEHIND_FOR:
         return False
-    empty = [float(e) for h in live if isinstance(e := h.figure("queue_empty_at"), int | float)]
-    if not empty:
+    if workers.queue_empty_at is None:
         return bool(queued)
-    return now - max(empty) > BEHIND_FOR
+    return now - workers.queue_empty_at > BEHIND_FOR
 
 
 def _queue(
-    site: str, broker: redis.Redis | None, live: list[Heartbeat], now: float
+    site: str, broker: redis.Redis | None, workers: SiteWorkers | None, now: float
 ) -> tuple[int | None, float | None]:
     """How many runs wait on the site's queue, and for how long the oldest has waited."""
     if broker is None:  # RabbitMQ: what the workers last saw
-        depths = [int(d) for h in live if isinstance(d := h.figure("queue_depth"), int | float)]
-        return max(depths, default=None), None
+        return (workers.queue_depth if workers else None), None
     queue = check_queue(site)
     depth = int(broker.llen(queue))
     oldest = broker.lindex(queue, -1)  # kombu pushes on the left: the oldest is on the right
@@ -251,10 +281,6 @@ def _check_time(item: bytes | str | None) -> float | None:
         return float(json.loads(item)["check_time"])
     except (ValueError, KeyError, TypeError):
         return None  # a settled slot, or an item of another release
-
-
-def _number(value: object) -> float:
-    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def broker_redis_url(config: Config) -> str | None:

@@ -98,7 +98,7 @@ async def _check(
     vitals: WorkerVitals,
 ) -> None:
     """One message as workers/core.py handles it: accept, take in the ledger, run, publish,
-    with the worker's heartbeat when due (this path beats only while it runs checks)."""
+    with the worker's heartbeat when due (`_beat_on` beats between checks)."""
     vitals.exchanged(started=time.time(), emptied=False)
     accepted = runner.accept(raw, worker=worker, redelivered=redelivered)
     if isinstance(accepted, DeadLetter):

@@ -105,3 +105,11 @@ def resolve(defaults: Defaults, host: Host, mode: Mode, check: CheckSettings) ->
         password=host.password,
         message=message,
     )
+
+
+def asked_per_minute(checks: list[ScheduledCheck]) -> dict[str, float]:
+    """The checks per minute the config asks of each site."""
+    asked: dict[str, float] = {}
+    for check in checks:
+        asked[check.site] = asked.get(check.site, 0.0) + 60.0 / check.interval
+    return asked
