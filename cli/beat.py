@@ -8,12 +8,14 @@ import signal
 import threading
 from types import FrameType
 
+from smtp_checks.cli.metrics_option import add_metrics_option
 from smtp_checks.scheduler.beat import Beat
 from smtp_checks.scheduler.leader import LeaderLock
 from smtp_checks.shared import role_logging
 from smtp_checks.shared.config import load_config
 from smtp_checks.shared.errors import SetupError
 from smtp_checks.shared.keys import KEYS
+from smtp_checks.shared.metrics import start_role_metrics
 from smtp_checks.shared.redis_client import connect
 
 DEFAULT_LOCK_TTL = 10.0
@@ -30,6 +32,7 @@ def run_beat(argv: list[str]) -> int:
         f"over from a dead one (default {DEFAULT_LOCK_TTL:g})",
     )  # fmt: skip
     parser.add_argument("--loglevel", default="INFO")
+    add_metrics_option(parser)
     args = parser.parse_args(argv)
     if args.lock_ttl <= 0:
         parser.error("--lock-ttl must be positive")
@@ -45,6 +48,7 @@ def run_beat(argv: list[str]) -> int:
     client = connect(config.state_redis_url)
     lock = LeaderLock(client, KEYS.beat_leader, ttl=args.lock_ttl)
     beat = Beat(config, client=client, lock=lock, config_path=args.config)
+    start_role_metrics("beat", args.metrics)
     stop = threading.Event()
 
     def on_stop(signum: int, frame: FrameType | None) -> None:

@@ -13,9 +13,11 @@ import logging
 import signal
 from types import FrameType
 
+from smtp_checks.cli.metrics_option import add_metrics_option
 from smtp_checks.consumer.service import ConsumerService
 from smtp_checks.shared import role_logging
 from smtp_checks.shared.config import load_config
+from smtp_checks.shared.metrics import start_role_metrics
 
 log = logging.getLogger("smtp_checks.consumer")
 
@@ -26,9 +28,11 @@ def run_consumer(argv: list[str]) -> int:
     )
     parser.add_argument("--config", required=True, help="the YAML configuration file")
     parser.add_argument("--loglevel", default="INFO")
+    add_metrics_option(parser)
     args = parser.parse_args(argv)
     role_logging.configure(args.loglevel)
     service = ConsumerService(load_config(args.config))
+    start_role_metrics("consumer", args.metrics)
     if not service.deliverers:
         log.warning("no forwarder configured (centreon.forwarders): results are tracked only")
 

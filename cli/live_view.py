@@ -1,5 +1,6 @@
 """The live view of `smtp-checks run --demo`: every result as it goes to Centreon, read from
-the demo's command file."""
+the demo's command file, and every few seconds a summary line of the pipeline (checks per
+second, in flight, queued, waiting for Centreon) from what `smtp-checks status` reads."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ import threading
 import time
 from pathlib import Path
 from typing import TextIO
+
+import redis
+
+from smtp_checks.shared.config import Config
+from smtp_checks.shared.pipeline_health import read_health
+from smtp_checks.shared.redis_client import REDIS_DOWN
+
+SUMMARY_EVERY = 5.0  # seconds between two summary lines
 
 _STATUS = {"0": "OK", "1": "WARNING", "2": "CRITICAL", "3": "UNKNOWN"}
 _COLOUR = {"0": "32", "1": "33", "2": "31", "3": "35"}
@@ -22,6 +31,7 @@ class CommandDisplay(threading.Thread):
         self.fifo = fifo
         self._out = out
         self._colour = out.isatty()
+        self._lock = threading.Lock()  # results and summaries come from two threads
         self._done = threading.Event()
         if not fifo.exists():
             os.mkfifo(fifo, 0o600)
@@ -51,10 +61,41 @@ class CommandDisplay(threading.Thread):
         status = _STATUS.get(code, code)
         if self._colour:
             status = f"\033[{_COLOUR.get(code, '0')}m{status:<8}\033[0m"
-        self._out.write(f"{when}  {host:<12} {service:<13} {status:<8} {output}\n")
-        self._out.flush()
+        self.write(f"{when}  {host:<12} {service:<13} {status:<8} {output}\n")
+
+    def write(self, text: str) -> None:
+        with self._lock:
+            self._out.write(text)
+            self._out.flush()
 
     def stop(self) -> None:
         self._done.set()
         self.join(2)
         os.close(self._fd)
+
+
+class PipelineSummary:
+    """Writes a summary line of the pipeline under the results, every `SUMMARY_EVERY` s."""
+
+    def __init__(self, config: Config, client: redis.Redis, display: CommandDisplay) -> None:
+        self._config = config
+        self._client = client  # the embedded Redis: broker and state in one
+        self._display = display
+        self._next = time.monotonic() + SUMMARY_EVERY
+
+    def maybe_show(self) -> None:
+        if time.monotonic() < self._next:
+            return
+        self._next = time.monotonic() + SUMMARY_EVERY
+        try:
+            health = read_health(self._config, self._client, self._client, time.time())
+        except REDIS_DOWN:
+            return  # Redis restarting: the next line will say
+        per_second = sum(site.checks_per_minute for site in health.sites) / 60
+        in_flight = sum(site.in_flight for site in health.sites)
+        queued = sum(site.queued or 0 for site in health.sites)
+        waiting = sum(outbox.waiting for outbox in health.outboxes)
+        self._display.write(
+            f"-- {per_second:.1f} checks/s, {in_flight} in flight, {queued} queued, "
+            f"{waiting} waiting for Centreon; pipeline {health.status.name}\n"
+        )

@@ -8,7 +8,12 @@ deployment. A role that dies is restarted. Ctrl-C or SIGTERM stops the roles fir
 Redis, which keeps everything in the data directory for the next start.
 
 `--demo` also starts local SMTP servers (demo/servers.py), writes a config for them, and
-shows on the terminal every result as it goes to Centreon.
+shows on the terminal every result as it goes to Centreon, with a summary line of the
+pipeline every few seconds.
+
+`--metrics HOST:PORT` serves every role's Prometheus metrics from one port: the roles write
+them to `<data-dir>/metrics` (prometheus-client's multi-process mode) and this process
+serves them, with each role's process metrics (shared/metrics.py).
 """
 
 from __future__ import annotations
@@ -28,9 +33,12 @@ from types import FrameType
 import yaml
 
 from smtp_checks.cli.embedded_redis import EmbeddedRedis
-from smtp_checks.cli.live_view import CommandDisplay
+from smtp_checks.cli.live_view import CommandDisplay, PipelineSummary
+from smtp_checks.cli.metrics_option import add_metrics_option
 from smtp_checks.cli.supervisor import Role, Supervisor
-from smtp_checks.shared.config import ENV_PREFIX, load_config
+from smtp_checks.shared.config import ENV_PREFIX, Config, load_config
+from smtp_checks.shared.metrics import MULTIPROCESS_ENV, forget_child, serve_children
+from smtp_checks.shared.redis_client import connect
 
 
 def default_data_dir() -> Path:
@@ -47,6 +55,7 @@ def run_all(argv: list[str]) -> int:
     parser.add_argument("--demo", action="store_true", help="local demo servers and a live view")
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     parser.add_argument("--loglevel", default="INFO")
+    add_metrics_option(parser)
     args = parser.parse_args(argv)
     if not args.demo and not args.config:
         parser.error("--config is required (or --demo)")
@@ -60,8 +69,9 @@ def run_all(argv: list[str]) -> int:
     with ExitStack() as stack:
         data_dir = _data_dir(stack, args.data_dir, demo=args.demo)
         config_path = Path(args.config) if args.config else None
+        display: CommandDisplay | None = None
         if args.demo:
-            config_path = _start_demo(stack, data_dir)
+            config_path, display = _start_demo(stack, data_dir)
         assert config_path is not None
         config = load_config(config_path)
         embedded = EmbeddedRedis(data_dir / "redis")
@@ -72,9 +82,19 @@ def run_all(argv: list[str]) -> int:
             f"{ENV_PREFIX}BROKER_URL": embedded.broker_url,
             f"{ENV_PREFIX}REDIS_URL": embedded.redis_url,
         }
+        metrics_dir = data_dir / "metrics"
+        if args.metrics:
+            shutil.rmtree(metrics_dir, ignore_errors=True)  # the counts of an earlier run
+            metrics_dir.mkdir()
+            env[MULTIPROCESS_ENV] = str(metrics_dir)
         supervisor = Supervisor(
-            _roles(config_path, sorted(config.sites), data_dir, args.loglevel), env, sys.stdout
+            _roles(config_path, sorted(config.sites), data_dir, args.loglevel),
+            env,
+            sys.stdout,
+            on_exit=lambda pid: forget_child(metrics_dir, pid) if args.metrics else None,
         )
+        if args.metrics:
+            serve_children(args.metrics, metrics_dir, supervisor.pids)
         supervisor.start_all()
         stack.callback(supervisor.stop_all)
         names = ", ".join(role.name for role in supervisor.roles)
@@ -84,8 +104,11 @@ def run_all(argv: list[str]) -> int:
         )
         sys.stdout.flush()
         deadline = time.monotonic() + args.duration if args.duration else None
+        summary = _demo_summary(stack, config, embedded, display) if display is not None else None
         while not stop.wait(0.5):
             supervisor.watch()
+            if summary is not None:
+                summary.maybe_show()
             if deadline is not None and time.monotonic() >= deadline:
                 break
         sys.stdout.write("smtp-checks run: stopping\n")
@@ -122,7 +145,7 @@ def _roles(config: Path, sites: list[str], data_dir: Path, loglevel: str) -> lis
     return roles
 
 
-def _start_demo(stack: ExitStack, data_dir: Path) -> Path:
+def _start_demo(stack: ExitStack, data_dir: Path) -> tuple[Path, CommandDisplay]:
     from smtp_checks.demo.servers import DemoServers  # noqa: PLC0415 (aiosmtpd only for the demo)
 
     servers = DemoServers(data_dir)
@@ -138,4 +161,12 @@ def _start_demo(stack: ExitStack, data_dir: Path) -> Path:
         + ", ".join(f"{s.name} (expect {s.expect})" for s in servers.servers)
         + "\n"
     )
-    return config_path
+    return config_path, display
+
+
+def _demo_summary(
+    stack: ExitStack, config: Config, embedded: EmbeddedRedis, display: CommandDisplay
+) -> PipelineSummary:
+    client = connect(embedded.redis_url)
+    stack.callback(client.close)
+    return PipelineSummary(config, client, display)

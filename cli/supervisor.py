@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -29,11 +30,28 @@ class Role:
 class Supervisor:
     """Starts the roles, restarts one that dies (with backoff), stops them all."""
 
-    def __init__(self, roles: list[Role], env: dict[str, str], out: TextIO) -> None:
+    def __init__(
+        self,
+        roles: list[Role],
+        env: dict[str, str],
+        out: TextIO,
+        *,
+        on_exit: Callable[[int], None] = lambda pid: None,
+    ) -> None:
+        """`on_exit(pid)`: a role's process has exited (and will be started anew)."""
         self.roles = roles
         self._env = env
         self._out = out
+        self._on_exit = on_exit
         self._stopping = False
+
+    def pids(self) -> dict[str, int]:
+        """The process id of each running role, by role name."""
+        return {
+            role.name: role.process.pid
+            for role in self.roles
+            if role.process is not None and role.process.poll() is None
+        }
 
     def start(self, role: Role) -> None:
         role.log.parent.mkdir(parents=True, exist_ok=True)
@@ -54,6 +72,7 @@ class Supervisor:
             if self._stopping or role.process is None or role.process.poll() is None:
                 continue
             if role.restart_at == 0.0:
+                self._on_exit(role.process.pid)
                 delay = role.backoff.next_delay()
                 role.restart_at = now + delay
                 self._out.write(

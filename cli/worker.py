@@ -15,8 +15,10 @@ import signal
 import socket
 from types import FrameType
 
+from smtp_checks.cli.metrics_option import add_metrics_option
 from smtp_checks.shared import role_logging
 from smtp_checks.shared.config import load_config
+from smtp_checks.shared.metrics import measuring, start_role_metrics
 from smtp_checks.workers.assembly import build_worker
 from smtp_checks.workers.garbage_collector import quiet_garbage_collector
 
@@ -34,11 +36,16 @@ def run_worker(argv: list[str]) -> int:
     )  # fmt: skip
     parser.add_argument("--loglevel", default="INFO")
     parser.add_argument("--hostname", help="worker name (default smtp-checks-SITE@HOST)")
+    add_metrics_option(parser)
     args = parser.parse_args(argv)
     role_logging.configure(args.loglevel)
     name = args.hostname or f"smtp-checks-{args.site}@{socket.gethostname()}"
     config = load_config(args.config)
-    worker = build_worker(config, args.site, name=name, concurrency=args.concurrency)
+    worker = build_worker(
+        config, args.site, name=name, concurrency=args.concurrency,
+        measured=measuring(args.metrics),
+    )  # fmt: skip
+    start_role_metrics("worker", args.metrics)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         log.info("%s stopping (signal %d): finishing the checks in flight", name, signum)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from smtp_checks.consumer import metrics
 from smtp_checks.consumer.forwarders.base import CentreonRightsError, Forwarder, ForwardError
 from smtp_checks.consumer.outbox import Batch, Outbox
 from smtp_checks.shared.backoff import Backoff
@@ -27,6 +28,7 @@ LEASE_TTL = 20.0  # seconds an outbox stays with a consumer that stopped renewin
 _IDLE_WAIT = 1.0  # seconds between looks at an empty outbox (woken early by `wake`)
 _REPEAT_EVERY = 600.0  # seconds between reminders of a failure that keeps repeating
 SUMMARY_EVERY = 60.0  # seconds between INFO lines of what a forwarder did
+_GAUGES_EVERY = 5.0  # seconds between two readings of the outbox for its metrics
 
 
 class LeaseLost(SmtpChecksError):
@@ -74,6 +76,8 @@ class Deliverer(threading.Thread):
         self.delivered = 0
         self._summarised: dict[str, int] = {}
         self._next_summary = time.monotonic() + SUMMARY_EVERY
+        self._counters = metrics.ForwarderCounters(forwarder.name)
+        self._gauges_at = -_GAUGES_EVERY
 
     def wake(self) -> None:
         """New results are in the outbox."""
@@ -89,6 +93,7 @@ class Deliverer(threading.Thread):
                 log.warning("outbox %s unavailable: %s", self.outbox.key, error)
                 delay = self._backoff.next_delay()
             self._maybe_summarise()
+            self._maybe_measure()
             if delay:
                 self._work.wait(delay)
                 self._work.clear()
@@ -106,6 +111,7 @@ class Deliverer(threading.Thread):
         dropped = self.outbox.trim()
         if dropped:
             log.warning("outbox %s full: dropped %d refreshes", self.outbox.key, dropped)
+            metrics.DROPPED.labels(self.forwarder.name, "outbox_full").inc(dropped)
         batch = self.outbox.take(BATCH_SIZE)
         if not batch:
             self.outbox.delivered()  # a batch every result of which was settled
@@ -113,19 +119,36 @@ class Deliverer(threading.Thread):
         try:
             self.forwarder.deliver(batch.results, self._settler(batch))
         except LeaseLost:
+            self._counters.update(self.forwarder.counters())
             log.warning("%s: another consumer took over this outbox", self.forwarder.name)
             return LEASE_TTL / 4
         except ForwardError as error:
+            self._counters.update(self.forwarder.counters())
+            metrics.FAILURES.labels(self.forwarder.name).inc()
             delay = self._backoff.next_delay()
             self._failures.failed(self.forwarder.name, error, self.outbox.length(), delay)
             self.outbox.note(self.forwarder.name, failed_at=time.time(), error=str(error))
             return delay
+        self._counters.update(self.forwarder.counters())
         self.outbox.delivered()
         self.outbox.note(self.forwarder.name, delivered_at=time.time(), error=None)
         self._backoff.reset()
         self._failures.succeeded(self.forwarder.name)
         self.delivered += len(batch.results)
         return 0.0
+
+    def _maybe_measure(self) -> None:
+        """The outbox's length and the age of its oldest result, every few seconds."""
+        if time.monotonic() - self._gauges_at < _GAUGES_EVERY:
+            return
+        self._gauges_at = time.monotonic()
+        try:
+            waiting, oldest = self.outbox.backlog()
+        except REDIS_DOWN:
+            return
+        metrics.OUTBOX_LENGTH.labels(self.forwarder.name).set(waiting)
+        age = time.time() - oldest if oldest is not None else 0.0
+        metrics.OUTBOX_OLDEST.labels(self.forwarder.name).set(max(0.0, age))
 
     def _maybe_summarise(self) -> None:
         if time.monotonic() >= self._next_summary:
@@ -149,8 +172,13 @@ class Deliverer(threading.Thread):
         self._summarised = counters
 
     def _settler(self, batch: Batch) -> Callable[[Sequence[int]], None]:
+        latency = metrics.DELIVERY_LATENCY.labels(self.forwarder.name)
+
         def settled(positions: Sequence[int]) -> None:
             self.outbox.settle([batch.slots[position] for position in positions])
+            now = time.time()
+            for position in positions:
+                latency.observe(max(0.0, now - batch.results[position].check_time))
             if not self.outbox.lease.renew(LEASE_TTL):
                 raise LeaseLost
 

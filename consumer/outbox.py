@@ -26,6 +26,7 @@ from smtp_checks.consumer.forwarders.base import PassiveResult
 from smtp_checks.shared.batch_list import BatchList
 from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.lease import Lease
+from smtp_checks.shared.pipeline_health import outbox_backlog
 
 # What a settled result leaves in the in-flight list: positions never shift, so a batch
 # taken again after a crash is the same batch without the results already done.
@@ -64,6 +65,7 @@ class Outbox:
     def __init__(
         self, client: redis.Redis, name: str, *, max_length: int, keys: Keys = KEYS
     ) -> None:
+        self.name = name
         self.key = keys.outbox(name)
         self._inflight = keys.outbox_inflight(name)
         self._stats = keys.outbox_stats(name)
@@ -110,6 +112,10 @@ class Outbox:
 
     def length(self) -> int:
         return int(self._client.llen(self.key)) + int(self._client.llen(self._inflight))
+
+    def backlog(self) -> tuple[int, float | None]:
+        """How many results wait, and the check time of the oldest (None: none waits)."""
+        return outbox_backlog(self._client, self.name, keys=self._keys)
 
     def stats(self) -> dict[str, int]:
         stats = self._client.hgetall(self._stats)

@@ -26,7 +26,9 @@ from collections.abc import Callable, Mapping
 
 from pydantic import ValidationError
 
+from smtp_checks.consumer import metrics
 from smtp_checks.consumer.forwarders.base import PassiveResult
+from smtp_checks.consumer.self_check import SelfCheck
 from smtp_checks.consumer.service_states import Decision, Observation, ServiceStates
 from smtp_checks.shared.celery_app import check_queue
 from smtp_checks.shared.config import Config, ScheduledCheck, asked_per_minute
@@ -68,9 +70,11 @@ class ResultProcessor:
         *,
         sites: Sites = lambda now: {},
         on_forward: Callable[[], None] = lambda: None,
+        self_check: SelfCheck | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`sites`: the sites with live workers at a time (from the heartbeats)."""
+        """`sites`: the sites with live workers at a time (from the heartbeats);
+        `self_check`: the pipeline's own services, recorded as they fall due."""
         checks = config.scheduled_checks()
         self.known = {(check.host, check.service): check for check in checks}
         self._asked_per_minute = asked_per_minute(checks)
@@ -80,6 +84,7 @@ class ResultProcessor:
         self.lag = 0.0  # seconds since the oldest result of the last batch ended
         self._sites = sites
         self._on_forward = on_forward
+        self._self_check = self_check
         self._clock = clock
 
     def handle(self, payloads: list[bytes]) -> list[Decision]:
@@ -96,6 +101,7 @@ class ResultProcessor:
                 unsettled.append(result.run_id)
             if (result.host, result.service) not in self.known:
                 self.counts["unknown_service"] += 1
+                metrics.UNKNOWN_SERVICES.inc()
                 log.warning(
                     "result for unconfigured service %r on %r: not forwarded",
                     result.service,
@@ -103,6 +109,7 @@ class ResultProcessor:
                 )
                 continue
             output, options = result_output(result), OutputOptions(mode=result.mode.value)
+            metrics.RESULTS.labels(result.site, output.status.name).inc()
             passive = passive_result(result.identity, output, options, result.ended_at)
             observations.append(Observation(result.run_id, passive))
         self.lag = max(0.0, now - oldest) if oldest < math.inf else 0.0
@@ -110,8 +117,8 @@ class ResultProcessor:
         return self._record(observations)
 
     def sweep(self, *, behind: bool = False) -> list[Decision]:
-        """Report orphans, queue refreshes of states not sent lately and, unless `behind`
-        with the results, report starved services."""
+        """Report orphans, queue refreshes of states not sent lately, unless `behind`
+        with the results report starved services, and record the self-check when due."""
         now = self._clock()
         sites = self._sites(now)
         decisions = self._record(
@@ -124,14 +131,18 @@ class ResultProcessor:
         refreshed = self.states.refresh_due(now)
         if refreshed:
             self.counts["refresh"] += refreshed
+            metrics.REFRESHES.inc(refreshed)
             self._on_forward()
         if not behind:
             decisions += self._starved(now, sites)
+        if self._self_check is not None and self._self_check.due(now):
+            decisions += self._record(self._self_check.observations(now))
         return decisions
 
     def _orphan(self, orphan: Orphan, now: float) -> PassiveResult:
         run = orphan.run
         self.counts["orphan"] += 1
+        metrics.ORPHANS.labels(run.site).inc()
         waited = now - run.scheduled_for
         taken_for = now - orphan.taken_at if orphan.taken_at is not None else 0.0
         output = orphan_output(
@@ -172,6 +183,7 @@ class ResultProcessor:
         for decision in decisions:
             if decision.kind != "old":
                 self.counts["starved"] += 1
+                metrics.STARVED.labels(decision.result.site).inc()
                 log.warning("starved: %s %s", decision.result.host, decision.result.output)
         return decisions
 
@@ -181,6 +193,7 @@ class ResultProcessor:
         decisions = self.states.record(observations, self._clock())
         for decision in decisions:
             self.counts[decision.kind] += 1
+            _count_decision(decision)
         if any(d.kind in ("change", "refresh") for d in decisions):
             self._on_forward()
         return decisions
@@ -190,5 +203,17 @@ class ResultProcessor:
             return CheckResult.model_validate_json(payload)
         except ValidationError as error:
             self.counts["invalid"] += 1
+            metrics.INVALID_RESULTS.inc()
             log.warning("dropped an invalid result message: %s", error.errors(include_input=False))
             return None
+
+
+def _count_decision(decision: Decision) -> None:
+    if decision.kind == "change":
+        metrics.STATE_CHANGES.labels(decision.result.site).inc()
+    elif decision.kind == "refresh":
+        metrics.REFRESHES.inc()
+    elif decision.kind == "duplicate":
+        metrics.DUPLICATES.inc()
+    elif decision.kind == "old":
+        metrics.OLD_RESULTS.inc()

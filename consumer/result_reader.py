@@ -20,10 +20,12 @@ import time
 
 import redis
 
+from smtp_checks.consumer import metrics
 from smtp_checks.consumer.processor import ResultProcessor
 from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.heartbeats import HEARTBEAT_EVERY, Heartbeat, send_heartbeat
 from smtp_checks.shared.lease import ProcessName
+from smtp_checks.shared.metrics import REDIS_RECONNECTS
 from smtp_checks.shared.redis_client import REDIS_DOWN
 from smtp_checks.shared.result_queue import ResultQueue
 
@@ -61,6 +63,7 @@ class ResultReader:
                 backoff.reset()
             except REDIS_DOWN as error:
                 delay = backoff.next_delay()
+                REDIS_RECONNECTS.labels("consumer").inc()
                 log.warning("Redis unavailable (%s): retrying in %.1f s", error, delay)
                 time.sleep(delay)
                 continue
@@ -100,6 +103,7 @@ class ResultReader:
             self.processor.handle(batch)
             self.queue.done(self.name)
         self.lag = self.processor.lag if batch else 0.0
+        metrics.LAG.set(self.lag)
         return len(batch)
 
     def _heartbeat(self) -> None:

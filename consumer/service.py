@@ -14,6 +14,7 @@ from smtp_checks.consumer.forwarders.base import Forwarder
 from smtp_checks.consumer.outbox import Outbox
 from smtp_checks.consumer.processor import ResultProcessor, starve_after
 from smtp_checks.consumer.result_reader import ResultReader
+from smtp_checks.consumer.self_check import NEVER_STARVED, SelfCheck
 from smtp_checks.consumer.service_states import ServiceStates
 from smtp_checks.shared import config as models
 from smtp_checks.shared.backoff import Backoff
@@ -22,6 +23,7 @@ from smtp_checks.shared.errors import SetupError
 from smtp_checks.shared.heartbeats import live_sites, read_heartbeats
 from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.ledger import Ledger
+from smtp_checks.shared.pipeline_health import broker_redis_url
 from smtp_checks.shared.redis_client import connect
 from smtp_checks.shared.result_queue import ResultQueue, backlog_bound
 
@@ -68,13 +70,18 @@ class ConsumerService:
             for forwarder in (build_forwarders(config) if forwarders is None else forwarders)
         ]
         checks = config.scheduled_checks()
+        self_check = _self_check(config, client)
+        pipeline_services = self_check.services() if self_check else []
         states = ServiceStates(
             client,
             [deliverer.outbox.key for deliverer in self.deliverers],
             resend_interval=centreon.resend_interval,
             starve_after={
-                (check.host, check.service): starve_after(check, centreon.resend_interval)
-                for check in checks
+                **{
+                    (check.host, check.service): starve_after(check, centreon.resend_interval)
+                    for check in checks
+                },
+                **dict.fromkeys(pipeline_services, NEVER_STARVED),
             },
         )
         self.processor = ResultProcessor(
@@ -83,8 +90,9 @@ class ConsumerService:
             Ledger(client, grace=centreon.orphan_grace),
             sites=lambda now: live_sites(read_heartbeats(client, now), now),
             on_forward=self._wake_deliverers,
+            self_check=self_check,
         )
-        states.forget_except(set(self.processor.known))
+        states.forget_except({*self.processor.known, *pipeline_services})
         _forget_forwarders_except(client, {d.forwarder.name for d in self.deliverers})
         self.processor.ledger.forget_checks_except({check.check_id for check in checks})
         states.watch_starvation(list(self.processor.known), time.time())
@@ -109,6 +117,17 @@ class ConsumerService:
 
     def stop(self) -> None:
         self.reader.should_stop = True
+
+
+def _self_check(config: Config, client: redis.Redis) -> SelfCheck | None:
+    """The self-check of `centreon.self_check`, None when not configured."""
+    if config.centreon.self_check is None:
+        return None
+    broker_url = broker_redis_url(config)
+    broker = None
+    if broker_url is not None:
+        broker = client if broker_url == config.state_redis_url else connect(broker_url)
+    return SelfCheck(config, client, broker, host=config.centreon.self_check.host)
 
 
 def _forget_forwarders_except(client: redis.Redis, names: set[str]) -> None:

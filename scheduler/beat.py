@@ -35,6 +35,7 @@ from pathlib import Path
 import redis
 from celery import Celery
 
+from smtp_checks.scheduler import metrics
 from smtp_checks.scheduler.leader import LeaderLock
 from smtp_checks.scheduler.publisher import RunPublisher
 from smtp_checks.scheduler.schedule import Cadence, Slot
@@ -51,6 +52,7 @@ from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.lease import ProcessName
 from smtp_checks.shared.ledger import Ledger, NewRun, Verdict
 from smtp_checks.shared.messages import CheckRequest
+from smtp_checks.shared.metrics import REDIS_RECONNECTS
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +168,7 @@ class Beat:
             # Whatever the previous leader did or did not do, each check owes its latest slot.
             self._reschedule_all(self._clock())
         self._leading = leading
+        metrics.LEADER.set(int(leading))
         # Bounded rounds: a burst (start-up, takeover) must not keep the lock from renewal.
         while self._leading and self._heap and self._heap[0][0] <= self._clock():
             self._enqueue_round(self._clock())
@@ -190,6 +193,7 @@ class Beat:
             verdicts = self._publisher.record(runs, queue_empty_at=self._site_queues_empty_at())
         except redis.RedisError as error:
             log.error("cannot record %d runs in Redis, retrying: %s", len(due), error)
+            REDIS_RECONNECTS.labels("beat").inc()
             for entry, _ in due:
                 self._push(entry.check.check_id, now + RETRY_DELAY)
             return
@@ -201,8 +205,10 @@ class Beat:
                 requests.append(run.request)
             elif verdict is Verdict.PENDING:
                 self._stats.skipped += 1
+                metrics.RUNS_SKIPPED.labels(entry.check.site).inc()
             else:
                 self._stats.already_enqueued += 1
+                metrics.CLAIMS_LOST.labels(entry.check.site).inc()
         self._publish(requests)
 
     def _new_run(self, entry: _Entry, slot: Slot) -> NewRun:
@@ -230,6 +236,7 @@ class Beat:
             self._publisher.publish(requests)
         except Exception as error:  # the broker or Redis: keep scheduling the next slots
             self._stats.failed += len(requests)
+            metrics.unpublished(requests)
             with contextlib.suppress(redis.RedisError):  # else they are lost after a while
                 self._ledger.unpublished(requests)
             log.error(
@@ -243,6 +250,7 @@ class Beat:
         self._last_enqueue_at = sent
         self._stats.enqueued += len(requests)
         self._stats.lateness.extend(sent - request.scheduled_for for request in requests)
+        metrics.enqueued(requests, sent)
 
     def _sleep_time(self) -> float:
         sleep = MAX_SLEEP

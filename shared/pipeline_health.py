@@ -252,11 +252,8 @@ def _outbox(
 ) -> OutboxHealth:  # fmt: skip
     name = forwarder.decode() if isinstance(forwarder, bytes) else forwarder
     news: dict[str, Any] = json.loads(raw)
-    queue, inflight = keys.outbox(name), keys.outbox_inflight(name)
-    unsettled = [item for item in client.lrange(inflight, 0, -1) if item]  # "": settled
-    waiting = len(unsettled) + int(client.llen(queue))
-    oldest = _check_time(unsettled[0] if unsettled else client.lindex(queue, 0))
-    oldest_for = now - oldest if oldest is not None and waiting else None
+    waiting, oldest = outbox_backlog(client, name, keys=keys)
+    oldest_for = now - oldest if oldest is not None else None
     status, problems = Status.OK, []
     if oldest_for is not None and oldest_for > resend:
         status = Status.CRITICAL if oldest_for > 3 * resend else Status.WARNING
@@ -272,6 +269,18 @@ def _outbox(
         status=status,
         problems=problems,
     )
+
+
+def outbox_backlog(
+    client: redis.Redis, name: str, *, keys: Keys = KEYS
+) -> tuple[int, float | None]:
+    """How many results wait in forwarder `name`'s outbox (its in-flight batch included),
+    and the check time of the oldest, None when none waits."""
+    queue, inflight = keys.outbox(name), keys.outbox_inflight(name)
+    unsettled = [item for item in client.lrange(inflight, 0, -1) if item]  # "": settled
+    waiting = len(unsettled) + int(client.llen(queue))
+    oldest = _check_time(unsettled[0] if unsettled else client.lindex(queue, 0))
+    return waiting, oldest if waiting else None
 
 
 def _check_time(item: bytes | str | None) -> float | None:

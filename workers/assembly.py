@@ -11,6 +11,7 @@ from smtp_checks.shared.errors import SetupError
 from smtp_checks.shared.redis_client import connect_async
 from smtp_checks.shared.redis_transport import REDIS_SCHEMES
 from smtp_checks.workers.core import Worker
+from smtp_checks.workers.metrics import WorkerMetrics
 from smtp_checks.workers.publisher import ResultPublisher
 from smtp_checks.workers.runner import CheckRunner
 from smtp_checks.workers.sources.amqp_queue import AmqpQueueSource
@@ -19,8 +20,11 @@ from smtp_checks.workers.sources.redis_queue import RedisQueueSource
 from smtp_checks.workers.target_limits import TargetLimiter, TargetLimits
 
 
-def build_worker(config: Config, site: str, *, name: str, concurrency: int) -> Worker:
-    """What `smtp-checks worker` runs for `site`; SetupError when the config cannot."""
+def build_worker(
+    config: Config, site: str, *, name: str, concurrency: int, measured: bool = False
+) -> Worker:
+    """What `smtp-checks worker` runs for `site`; SetupError when the config cannot.
+    `measured`: it records its Prometheus metrics."""
     broker_url, state_url = broker_and_redis(config, site)
     app = make_app(broker_url, config.sites, visibility_timeout=config.visibility_timeout)
     # Every check in flight may hold a connection to Redis at once (its permit).
@@ -42,6 +46,7 @@ def build_worker(config: Config, site: str, *, name: str, concurrency: int) -> W
         site=site,
         concurrency=concurrency,
         rate_limit=config.sites[site].rate_limit,
+        metrics=WorkerMetrics(site) if measured else None,
     )
 
 

@@ -30,7 +30,9 @@ import time
 from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.heartbeats import Heartbeat
 from smtp_checks.shared.messages import CheckResult
+from smtp_checks.shared.metrics import REDIS_RECONNECTS
 from smtp_checks.shared.redis_client import REDIS_DOWN
+from smtp_checks.workers.metrics import Unmeasured, WorkerMetrics
 from smtp_checks.workers.publisher import ResultPublisher
 from smtp_checks.workers.rate_limit import RateLimit
 from smtp_checks.workers.runner import Accepted, CheckRunner, DeadLetter
@@ -66,6 +68,7 @@ class Worker:
         site: str,
         concurrency: int,
         rate_limit: str | None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.source = source
         self.runner = runner
@@ -74,6 +77,7 @@ class Worker:
         self.concurrency = concurrency
         self.rate = RateLimit(rate_limit, burst=_IDLE_TICK)
         self.vitals = WorkerVitals(name=name, site=site, queue=source.name, concurrency=concurrency)
+        self.metrics = metrics or Unmeasured(site)
         self.stop_event = threading.Event()  # set from a signal handler or another thread
         # Each check in flight: its message and its run.
         self._running: dict[asyncio.Task[None], tuple[TakenMessage, str]] = {}
@@ -111,6 +115,7 @@ class Worker:
                 more = await self._tick(taking=True)
                 backoff.reset()
             except REDIS_DOWN as error:
+                REDIS_RECONNECTS.labels("worker").inc()
                 delay = backoff.next_delay()
                 log.warning("broker or Redis unavailable (%s): retrying in %.1f s", error, delay)
                 await asyncio.sleep(delay)
@@ -157,6 +162,7 @@ class Worker:
         self.vitals.exchanged(started=started, emptied=emptied)
         self.rate.refund(wanted - len(taken))
         await self._admit(taken)
+        self.metrics.in_flight(len(self._running))
         return wanted > 0 and len(taken) == wanted
 
     async def _heartbeat(self) -> Heartbeat | None:
@@ -183,6 +189,7 @@ class Worker:
             )
             if isinstance(outcome, DeadLetter):
                 self._letters.append(outcome)
+                self.metrics.dead_letter()
                 self._done.append(message)
             else:
                 accepted.append((message, outcome))
@@ -193,6 +200,7 @@ class Worker:
             log.debug("superseded: %s run %s, a newer run was enqueued", run.request.check_id,
                       run.request.run_id)  # fmt: skip
             self.vitals.superseded += 1
+            self.metrics.superseded()
             self._superseded += 1
             self._done.append(message)
 
@@ -211,6 +219,7 @@ class Worker:
         return verdicts
 
     def _start(self, message: TakenMessage, run: Accepted) -> None:
+        self.metrics.started(run.request.mode)
         task = asyncio.create_task(self._check(message, run))
         self._running[task] = (message, run.request.run_id)
         task.add_done_callback(self._running.pop)
@@ -223,6 +232,7 @@ class Worker:
             await self._give_back([(message, run.request.run_id)])
             return
         self._results.append(result)
+        self.metrics.finished(result)
         self.vitals.finished(1, time.time())
         self._done.append(message)
 

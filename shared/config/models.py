@@ -188,8 +188,16 @@ Forwarder = Annotated[
 FORWARDER_TYPES = ("command_file", "api_v2", "api_v1")
 
 
+class SelfCheck(_Model):
+    """The pipeline's own health, forwarded as passive services of Centreon host `host`:
+    `Site-<site>` for each site and `Pipeline` (consumer/self_check.py)."""
+
+    host: CentreonName
+
+
 class Centreon(_Model):
     forwarders: list[Forwarder] = []
+    self_check: SelfCheck | None = None
     resend_interval: PositiveInt = 300  # seconds: forward the current state at least this often
     # Results waiting for an unreachable Centreon, per forwarder; past it refreshes are dropped
     # (state changes never are).

@@ -321,7 +321,11 @@ class Pipeline:
         redis_tls: bool = False,
         forwarders: list[dict[str, Any]] | None = None,
         concurrency: int = 50,
+        metrics: bool = False,
+        self_check: str | None = None,
     ) -> None:
+        """`metrics`: every role serves its Prometheus metrics (`metrics_url(name)`);
+        `self_check`: the Centreon host of the pipeline's own services (Nagios has them)."""
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.worker_names = workers or {"paris": ["paris-1"], "lyon": ["lyon-1"]}
@@ -346,13 +350,17 @@ class Pipeline:
                 "forwarders": [],  # filled in once Nagios has its directory
                 "resend_interval": resend_interval,
                 "orphan_grace": orphan_grace,
+                **({"self_check": {"host": self_check}} if self_check else {}),
             },
         }
         self.config_path.write_text(yaml.safe_dump(settings, sort_keys=False))
         self.config = load_config(self.config_path)
         self.services = [(c.host, c.service) for c in self.config.scheduled_checks()]
         self.site_of = {(c.host, c.service): c.site for c in self.config.scheduled_checks()}
-        self.nagios = NagiosEngine(self.services)
+        pipeline_services = [
+            (self_check, service) for service in [*(f"Site-{s}" for s in SITES), "Pipeline"]
+        ] if self_check else []  # fmt: skip
+        self.nagios = NagiosEngine(self.services + pipeline_services)
         self._closers.append(self.nagios.close)
         # Nagios unescapes in one pass: server text is then shown exactly as sent.
         written = [{"type": "command_file", "path": str(self.nagios.command_file)}]
@@ -372,6 +380,8 @@ class Pipeline:
             "PYTHONUNBUFFERED": "1",
         }
         self._client: redis.Redis | None = None
+        self._metrics = metrics
+        self.metrics_addresses: dict[str, str] = {}
         command = [sys.executable, "-m", "smtp_checks.cli.main"]
         common = ["--config", str(self.config_path)]
         logs = directory / "logs"
@@ -389,7 +399,14 @@ class Pipeline:
         self._add(Role("consumer", [*command, "consumer", *common], logs / "consumer.log"))
 
     def _add(self, role: Role) -> None:
+        if self._metrics:
+            address = f"127.0.0.1:{free_port()}"
+            role.argv += ["--metrics", address]
+            self.metrics_addresses[role.name] = address
         self.roles[role.name] = role
+
+    def metrics_url(self, name: str) -> str:
+        return f"http://{self.metrics_addresses[name]}/metrics"
 
     # --- lifecycle --------------------------------------------------------------------------
 

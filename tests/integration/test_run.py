@@ -18,13 +18,21 @@ import redis
 import yaml
 
 from smtp_checks.cli.embedded_redis import EmbeddedRedis
+from tests.e2e.pipeline import free_port, wait_until
+from tests.metrics_scrape import Scrape, scrape
 from tests.smtp_servers import SmtpServer
 
 RUN = [sys.executable, "-m", "smtp_checks.cli.main", "run"]
 LINE = re.compile(r"^\d\d:\d\d:\d\d  (\S+)\s+(\S+)\s+(OK|WARNING|CRITICAL|UNKNOWN)\s+(.*)$")
 
 
-def test_demo_shows_the_expected_status_for_every_demo_server() -> None:
+SUMMARY = re.compile(
+    r"^-- \d+\.\d checks/s, \d+ in flight, \d+ queued, \d+ waiting for Centreon; "
+    r"pipeline (OK|WARNING|CRITICAL)$"
+)
+
+
+def test_demo_shows_the_expected_status_for_every_demo_server_and_a_summary() -> None:
     done = subprocess.run(
         [*RUN, "--demo", "--duration", "20"],
         capture_output=True,
@@ -37,10 +45,14 @@ def test_demo_shows_the_expected_status_for_every_demo_server() -> None:
     assert set(expected) == {"mx-healthy", "mx-slow", "mx-refusing", "mx-tls", "mx-down"}
     seen = {m.group(1): m.group(3) for m in map(LINE.match, done.stdout.splitlines()) if m}
     assert seen == expected, done.stdout
+    summaries = [line for line in done.stdout.splitlines() if line.startswith("-- ")]
+    assert len(summaries) >= 2, done.stdout  # every 5 s
+    assert all(SUMMARY.match(line) for line in summaries), summaries
+    assert SUMMARY.match(summaries[-1]).group(1) == "OK", summaries  # type: ignore[union-attr]
     assert "smtp-checks run: stopping" in done.stdout
 
 
-def test_run_with_a_user_config_needs_no_broker_server(
+def test_run_with_a_user_config_needs_no_broker_server_and_serves_all_metrics_on_one_port(
     tmp_path: Path, plain_server: SmtpServer
 ) -> None:
     spool = tmp_path / "engine.cmd"
@@ -55,8 +67,9 @@ def test_run_with_a_user_config_needs_no_broker_server(
         "centreon": {"forwarders": [{"type": "command_file", "path": str(spool)}]},
     }))  # fmt: skip
     data = tmp_path / "data"
+    metrics = f"http://127.0.0.1:{free_port()}/metrics"
     process = subprocess.Popen(
-        [*RUN, "--config", str(config), "--data-dir", str(data)],
+        [*RUN, "--config", str(config), "--data-dir", str(data), "--metrics", metrics[7:-8]],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
@@ -66,6 +79,27 @@ def test_run_with_a_user_config_needs_no_broker_server(
         lines = spool.read_text().splitlines()
         assert sorted(line.split(";")[1] for line in lines) == ["mx1", "mx2"], lines
         assert all(";0;OK: Response time " in line for line in lines)
+
+        # Every role's metrics from the one port: the roles' own, and their processes'.
+        def settled(found: Scrape) -> bool:  # every result counted, at both ends
+            finished = found.value("smtp_checks_checks_finished_total", outcome="success")
+            return found.value("smtp_checks_forwarder_delivered_total") == 2 and (
+                finished == found.value("smtp_checks_results_total") >= 2
+            )
+
+        scraped = wait_until(
+            lambda: settled(found := scrape(metrics)) and found, 20, "the results counted"
+        )
+        assert scraped.labels("smtp_checks_build_info", "role") == {"beat", "worker", "consumer"}
+        assert scraped.labels("process_cpu_seconds_total", "role") == {
+            "beat", "worker(paris)", "worker(lyon)", "consumer",
+        }  # fmt: skip
+        for site in ("paris", "lyon"):
+            assert scraped.value("smtp_checks_results_total", site=site, status="OK") >= 1
+            assert scraped.value(
+                "smtp_checks_checks_finished_total", site=site, outcome="success"
+            ) == scraped.value("smtp_checks_results_total", site=site, status="OK")
+        assert scraped.value("smtp_checks_beat_leader") == 1
         # Ctrl-C stops everything cleanly, within a few seconds.
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
