@@ -138,15 +138,16 @@ def stop_process(process: subprocess.Popen[Any], *, stdin: bool = False, wait: f
 
 @contextmanager
 def worker_process(
-    config: Path, *, concurrency: int, loglevel: str, log: Path
+    config: Path, *, concurrency: int, loglevel: str, log: Path, extra: tuple[str, ...] = ()
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`smtp-checks worker` (as `python -m shared.cli.main`) for the bench site."""
+    """`smtp-checks worker` (as `python -m smtp_checks.cli.main`) for the bench site, with
+    `extra` arguments."""
     with log.open("wb") as output:
         process = subprocess.Popen(
             [
                 sys.executable, "-m", "smtp_checks.cli.main", "worker", "--config", str(config),
                 "--site", SITE, "--concurrency", str(concurrency), "--loglevel", loglevel,
-                "--hostname", f"bench-c{concurrency}@bench",
+                "--hostname", f"bench-c{concurrency}@bench", *extra,
             ],
             stdout=output, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -276,13 +277,17 @@ def run_worker(
     loglevel: str,
     log: Path,
     timeout: float,
+    extra: tuple[str, ...] = (),
+    label: str | None = None,
 ) -> Run:
     client.flushdb()
     prefill(deployment, checks)
     first: Snapshot | None = None
     max_rss = 0.0
     key = results_key()
-    with worker_process(deployment.path, concurrency=concurrency, loglevel=loglevel, log=log) as w:
+    with worker_process(
+        deployment.path, concurrency=concurrency, loglevel=loglevel, log=log, extra=extra
+    ) as w:
         started = time.perf_counter()
         deadline = started + timeout
         next_rss = 0.0
@@ -310,7 +315,7 @@ def run_worker(
                         if r["outcome"] != "success"})  # fmt: skip
         print(f"  ({failures} failures: {kinds[:3]})", file=sys.stderr)
     return Run(
-        f"worker {loglevel}", concurrency, len(results), first.at - started, first, last,
+        label or f"worker {loglevel}", concurrency, len(results), first.at - started, first, last,
         failures, max_rss,
     )  # fmt: skip
 

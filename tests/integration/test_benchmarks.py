@@ -30,6 +30,7 @@ SMALL_RUNS = {
     "result_backlog": ["--checks", "200", "--minutes", "10"],
     "beat_lateness": ["--checks", "200", "--interval", "5", "--duration", "5"],
     "worker_throughput": ["--checks", "100", "--concurrency", "50"],
+    "metrics_cost": ["--checks", "100", "--concurrency", "50", "--pairs", "1", "--hosts", "100"],
     "worker_concurrency": ["--checks", "50", "--concurrency", "50", "--rounds", "1", "--hold", "0.2"],
     "cli_cost": ["--pairs", "2"],
     "overload": ["--checks", "20", "--interval", "2", "--hold", "0.3", "--concurrency", "1",
