@@ -1,1 +1,2 @@
-"""Roles that run on pollers: check tasks, the result consumer and the Centreon forwarders."""
+"""The worker role, on each poller: takes its site's checks off the queue, runs them under
+rate limits and deadlines, publishes their results."""
