@@ -2,9 +2,9 @@
 
 Recorded only when the worker is measured (`--metrics`, or a child of `smtp-checks run
 --metrics`): a worker that nobody scrapes spends nothing on them. Measured, no cost shows
-above the noise of 1% of a worker's CPU per check at full speed (BENCHMARKS.md, "Metrics"): the labelled
-children are looked up once, the in-flight gauge is set once per tick rather than moved
-per check.
+above the noise (1% of a worker's CPU per check at full speed, BENCHMARKS.md, "Metrics"):
+the labelled children are looked up once, the in-flight gauge is set once per tick rather
+than moved per check.
 """
 
 from __future__ import annotations
