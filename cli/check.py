@@ -53,6 +53,9 @@ def _check(options: CheckOptions) -> int:
 
 
 def _emit(text: str, output_file: str | None) -> None:
+    # Arguments that are not valid UTF-8 arrive as surrogates and may be quoted in an error:
+    # Centreon gets them escaped (`\udcff`), never invalid bytes, and the write never fails.
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     if output_file is None:
         sys.stdout.write(text)
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -29,6 +29,7 @@ from smtp_checks.shared.output.perl_regex import Substitution
 from smtp_checks.shared.output.thresholds import ThresholdError, Thresholds
 
 __all__ = ["CheckOptions", "InfoRequest", "OptionError", "output_options_or_default", "parse"]
+from smtp_checks.shared.probe import validation
 from smtp_checks.shared.probe.spec import (
     MECHANISMS,
     Credentials,
@@ -142,6 +143,7 @@ def parse(argv: list[str], environ: Mapping[str, str] | None = None) -> CheckOpt
     thresholds = _thresholds(args.warning, args.critical, "")
     if not args.hostname:
         raise OptionError("Please set the hostname option")
+    _checked(validation.host_name, args.hostname, "--hostname")
     if mode is Mode.MESSAGE:
         if args.smtp_from is None:
             raise OptionError("Please set smtp-from option")
@@ -261,6 +263,7 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
     timeout = _number(args.timeout, "timeout")
     if "timeout" in smtp:
         timeout = min(timeout, _number(smtp["timeout"], "smtp-options timeout"))
+    hello = smtp.get("hello")
     return ProbeSpec(
         host=args.hostname,
         port=port,
@@ -269,7 +272,7 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
         timeout=timeout,
         credentials=_credentials(args, smtp.get("auth")),
         message=_message(args) if mode is Mode.MESSAGE else None,
-        helo_name=smtp.get("hello"),
+        helo_name=_checked(validation.helo_name, hello, "smtp-options hello") if hello else None,
         record_transcript=args.debug or smtp.get("debug", "0") not in ("", "0"),
     )
 
@@ -286,11 +289,17 @@ def _tls_settings(mode: TlsMode, smtp: dict[str, str]) -> TlsSettings:
         raise OptionError(
             f"Wrong ssl_verify_mode '{verify_mode}' (SSL_VERIFY_NONE or 0, SSL_VERIFY_PEER or 1)"
         )
+    ca_file = smtp.get("ssl_verify_ca") or smtp.get("ssl_verify_file")
+    ca_path = smtp.get("ssl_verify_path")
     return TlsSettings(
         mode=mode,
         verify=verify_mode in _VERIFY_PEER,
-        ca_file=smtp.get("ssl_verify_ca") or smtp.get("ssl_verify_file"),
-        ca_path=smtp.get("ssl_verify_path"),
+        ca_file=_checked(validation.ca_file, ca_file, "smtp-options ssl_verify_ca")
+        if ca_file
+        else None,
+        ca_path=_checked(validation.ca_directory, ca_path, "smtp-options ssl_verify_path")
+        if ca_path
+        else None,
     )
 
 
@@ -300,6 +309,8 @@ def _credentials(args: argparse.Namespace, auth: str | None) -> Credentials | No
         return None
     if args.password is None:
         raise OptionError("Please set --password option.")
+    _checked(validation.one_line, username, "--username")
+    _checked(validation.text, args.password, "--password")
     mechanism = None
     if auth is not None and auth.upper() != "AUTO":
         mechanism = auth.upper()
@@ -323,14 +334,28 @@ def _message(args: argparse.Namespace) -> MessageSpec:
         charset=send.get("charset", defaults.charset),
         reply_to=send.get("replyto"),
     )
-    for address in (message.sender, *message.recipients):
-        if any(character in address for character in "\r\n<>"):
-            raise OptionError(f"Wrong address '{address}'")
     if not message.to:
         raise OptionError("Please set smtp-to option")
-    if not message.content_type.startswith("text/"):
-        raise OptionError(f"Wrong contenttype '{message.content_type}' (expected text/...)")
+    _checked(validation.mail_address, message.sender, "--smtp-from")
+    for option, addresses in (("--smtp-to", message.to), ("smtp-send-options cc", message.cc),
+                              ("smtp-send-options bcc", message.bcc)):  # fmt: skip
+        for address in addresses:
+            _checked(validation.mail_address, address, option)
+    if message.reply_to is not None:
+        _checked(validation.mail_address, message.reply_to, "smtp-send-options replyto")
+    _checked(validation.one_line, message.subject, "smtp-send-options subject")
+    _checked(validation.text, message.body, "smtp-send-options body")
+    _checked(validation.content_type, message.content_type, "smtp-send-options contenttype")
+    _checked(validation.charset, message.charset, "smtp-send-options charset")
     return message
+
+
+def _checked(rule: Callable[[str], str], value: str, option: str) -> str:
+    """`value` if `rule` takes it, else the OptionError naming `option` and what is wrong."""
+    try:
+        return rule(value)
+    except ValueError as error:
+        raise OptionError(f"Wrong {option}: {error}") from None
 
 
 def _addresses(text: str) -> tuple[str, ...]:

@@ -77,7 +77,8 @@ def parse_config(data: Mapping[str, Any], file: str = "<config>") -> Config:
     try:
         config = Config.model_validate(data, context={"skip_cross_field": True})
     except ValidationError as error:
-        problems = [_problem(file, details) for details in error.errors(include_input=False)]
+        found = error.errors(include_input=False)
+        problems = [_problem(file, details) for details in found if not _echo(details, found)]
         defaults, sites, hosts = _valid_parts(data)
     else:
         problems = [ConfigProblem(file, where, why) for where, why in _delivery_problems(config)]
@@ -90,6 +91,15 @@ def parse_config(data: Mapping[str, Any], file: str = "<config>") -> Config:
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _echo(details: ErrorDetails, found: list[ErrorDetails]) -> bool:
+    """A list "too short" only because its items were refused (`to: [probe]`): the items'
+    errors say it, this one would only add noise."""
+    loc = details["loc"]
+    return details["type"] == "too_short" and any(
+        len(other["loc"]) > len(loc) and other["loc"][: len(loc)] == loc for other in found
+    )
 
 
 def _delivery_problems(config: Config) -> list[tuple[str, str]]:

@@ -24,7 +24,9 @@ from smtp_checks.shared.config.values import (
     Addresses,
     CentreonName,
     EngineReader,
+    HostAddress,
     HttpUrl,
+    MailAddress,
     OneLine,
     Port,
     RateLimit,
@@ -103,13 +105,13 @@ class LoginCheck(CheckSettings):
 class MessageCheck(CheckSettings):
     model_config = ConfigDict(populate_by_name=True)
 
-    sender: OneLine = Field(alias="from")
+    sender: MailAddress = Field(alias="from")
     to: Addresses = Field(min_length=1)
     cc: Addresses = ()
     bcc: Addresses = ()
     subject: OneLine | None = None
     body: str | None = None
-    reply_to: OneLine | None = None
+    reply_to: MailAddress | None = None
 
 
 class Checks(_Model):
@@ -133,7 +135,7 @@ class Checks(_Model):
 
 class Host(_Model):
     name: CentreonName  # the Centreon host name
-    address: OneLine
+    address: HostAddress
     site: str
     port: Port | None = None
     tls: TlsMode | None = None

@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, Pl
 
 from smtp_checks.shared.errors import ThresholdError
 from smtp_checks.shared.output.thresholds import Thresholds
+from smtp_checks.shared.probe import validation
 
 
 @dataclass(frozen=True)
@@ -68,13 +69,10 @@ def _centreon_name(value: str) -> str:
 CentreonName = Annotated[str, Field(min_length=1), AfterValidator(_centreon_name)]
 
 
-def _one_line(value: str) -> str:
-    if "\n" in value or "\r" in value:
-        raise ValueError("must not contain a line break")
-    return value
-
-
-OneLine = Annotated[str, Field(min_length=1), AfterValidator(_one_line)]
+# The probe's own rules (shared/probe/validation.py): the CLI's options obey the same.
+OneLine = Annotated[str, Field(min_length=1), AfterValidator(validation.one_line)]
+HostAddress = Annotated[str, Field(min_length=1), AfterValidator(validation.host_name)]
+MailAddress = Annotated[str, Field(min_length=1), AfterValidator(validation.mail_address)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 
@@ -119,7 +117,7 @@ def _to_tuple(value: object) -> object:
     return (value,) if isinstance(value, str) else value
 
 
-Addresses = Annotated[tuple[OneLine, ...], BeforeValidator(_to_tuple)]
+Addresses = Annotated[tuple[MailAddress, ...], BeforeValidator(_to_tuple)]
 
 
 def threshold_text(label: Literal["warning", "critical"], text: str | None) -> str | None:

@@ -262,6 +262,23 @@ def host_config(host_lines: str, extra: str = "") -> str:
             "hosts[0].checks.message.to",
             "at least 1 item",
         ),
+        # The probe's rules, as `smtp-checks check` applies them (shared/probe/validation.py).
+        (
+            "- {name: mx1, address: a, site: paris, checks: {message: {from: m@x, to: [probe]}}}",
+            "hosts[0].checks.message.to[0]",
+            "'probe' is not a mail address (local@domain)",
+        ),
+        (
+            "- {name: mx1, address: 'a..b', site: paris, checks: {login: {}}}",
+            "hosts[0].address",
+            "'a..b' has an empty label (two dots in a row)",
+        ),
+        (
+            "- {name: mx1, address: a, site: paris, checks: {message: {from: m@x, to: p@x,"
+            ' subject: "a\\u2028b"}}}',
+            "hosts[0].checks.message.subject",
+            "must be one line",
+        ),
         (
             "- {name: mx1, address: a, site: paris, checks: {login: {interval: 10}}}",
             "hosts[0].checks.login",
@@ -294,7 +311,7 @@ def host_config(host_lines: str, extra: str = "") -> str:
         ),
         (
             "- {name: mx1, address: a, site: paris,"
-            " checks: {login: {service: S}, message: {service: S, from: m, to: p}}}",
+            " checks: {login: {service: S}, message: {service: S, from: m@x, to: p@x}}}",
             "hosts[0].checks.message.service",
             "service 'S' is also the login check's",
         ),
@@ -317,7 +334,7 @@ def test_a_duplicate_host_is_a_duplicate_host_and_check(tmp_path: Path) -> None:
             """\
             - {name: mx1, address: a, site: paris, checks: {login: {}}}
             - {name: mx2, address: b, site: paris, checks: {login: {}}}
-            - {name: mx1, address: c, site: paris, checks: {message: {from: m, to: p}}}
+            - {name: mx1, address: c, site: paris, checks: {message: {from: m@x, to: p@x}}}
             """
         ),
     )
