@@ -29,7 +29,7 @@ def run_enqueue(argv: list[str]) -> int:
     )
     parser.add_argument("--config", required=True, help="the YAML configuration file")
     parser.add_argument("--host", required=True, help="the host's name in the config")
-    parser.add_argument("--check", required=True, choices=["login", "message"])
+    parser.add_argument("--check", required=True, choices=["login", "message", "relay"])
     parser.add_argument(
         "--wait", type=float, metavar="SECONDS",
         help="wait this long for the result, print it as the plugin does and exit with its code",

@@ -26,7 +26,7 @@ commands:
                            every role on this machine, with a private Redis (no broker to install)
   beat --config FILE [--lock-ttl S]
                            schedule every configured check (one leader among several beats)
-  enqueue --config FILE --host NAME --check login|message [--wait SECONDS]
+  enqueue --config FILE --host NAME --check login|message|relay [--wait SECONDS]
                            run one check now through its site's queue; with --wait, print
                            its output and exit with its code
   status --config FILE [--json]

@@ -32,6 +32,11 @@ _MESSAGE = """\
                     charset=utf-8, cc=, bcc=, replyto=
 """
 
+_RELAY = """\
+--smtp-from         Envelope sender of the test (required).
+--smtp-to           ONE outside address the server must not relay to (required).
+"""
+
 _GENERIC = """\
 Generic options: --verbose --debug --filter-perfdata=REGEX --filter-uom=REGEX
   --change-exit=FROM=TO --range-perfdata=0|1|2 --float-precision=N --opt-exit=STATUS
@@ -47,17 +52,29 @@ def version_text() -> str:
 
 
 def list_modes_text() -> str:
-    return f"Plugin Description:\n    {_DESCRIPTION}\n\nModes Available:\n   login\n   message"
+    return (
+        f"Plugin Description:\n    {_DESCRIPTION}\n\nModes Available:\n   login\n   message\n"
+        "   relay"
+    )
 
 
 def help_text(mode: str | None) -> str:
     usage = (
-        "smtp-checks check --plugin=apps::protocols::smtp::plugin --mode=login|message [options]"
+        "smtp-checks check --plugin=apps::protocols::smtp::plugin --mode=login|message|relay "
+        "[options]"
     )
     if mode == "login":
         body = "Mode login: connect, EHLO, TLS, AUTH, QUIT.\n\n" + _COMMON
     elif mode == "message":
         body = "Mode message: as login, then send one message.\n\n" + _COMMON + _MESSAGE
+    elif mode == "relay":
+        body = (
+            "Mode relay: connect, EHLO, TLS, then without AUTH: MAIL FROM, RCPT TO an outside\n"
+            "address, RSET, QUIT (never DATA: nothing is sent). OK when the recipient is\n"
+            "refused (5xx), WARNING for a 4xx, CRITICAL when accepted: an open relay.\n\n"
+            + _COMMON
+            + _RELAY
+        )
     else:
         body = list_modes_text() + "\n\nUse --mode=NAME --help for the options of a mode."
     return f"Usage: {usage}\n\n{body}\n{_GENERIC}".rstrip()

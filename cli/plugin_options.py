@@ -144,7 +144,7 @@ def parse(argv: list[str], environ: Mapping[str, str] | None = None) -> CheckOpt
     if not args.hostname:
         raise OptionError("Please set the hostname option")
     _checked(validation.host_name, args.hostname, "--hostname")
-    if mode is Mode.MESSAGE:
+    if mode.has_envelope:
         if args.smtp_from is None:
             raise OptionError("Please set smtp-from option")
         if args.smtp_to is None:
@@ -270,8 +270,8 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
         mode=mode,
         tls=_tls_settings(tls_mode, smtp),
         timeout=timeout,
-        credentials=_credentials(args, smtp.get("auth")),
-        message=_message(args) if mode is Mode.MESSAGE else None,
+        credentials=None if mode is Mode.RELAY else _credentials(args, smtp.get("auth")),
+        message=_message(args, mode) if mode.has_envelope else None,
         helo_name=_checked(validation.helo_name, hello, "smtp-options hello") if hello else None,
         record_transcript=args.debug or smtp.get("debug", "0") not in ("", "0"),
     )
@@ -320,7 +320,7 @@ def _credentials(args: argparse.Namespace, auth: str | None) -> Credentials | No
     return Credentials(username=username, password=args.password, mechanism=mechanism)
 
 
-def _message(args: argparse.Namespace) -> MessageSpec:
+def _message(args: argparse.Namespace, mode: Mode) -> MessageSpec:
     send = _key_values(args.smtp_send_options, _SEND_OPTIONS, "smtp-send-options key")
     defaults = MessageSpec(sender=args.smtp_from, to=())
     message = MessageSpec(
@@ -336,6 +336,8 @@ def _message(args: argparse.Namespace) -> MessageSpec:
     )
     if not message.to:
         raise OptionError("Please set smtp-to option")
+    if mode is Mode.RELAY and len(message.recipients) != 1:
+        raise OptionError("Wrong --smtp-to: a relay test tries one outside address")
     _checked(validation.mail_address, message.sender, "--smtp-from")
     for option, addresses in (("--smtp-to", message.to), ("smtp-send-options cc", message.cc),
                               ("smtp-send-options bcc", message.bcc)):  # fmt: skip

@@ -323,6 +323,27 @@ def read_banner(
         return data.decode(errors="replace").strip()
 
 
+class Certificates:
+    """A throw-away CA and a server certificate for 127.0.0.1, ::1 and localhost, for a
+    Postfix of the tests (`cert`, `key`) and its clients (`ca`)."""
+
+    def __init__(self, directory: Path) -> None:
+        import trustme
+
+        ca = trustme.CA()
+        leaf = ca.issue_cert("127.0.0.1", "::1", "localhost")
+        self.ca = directory / "ca.pem"
+        self.cert = directory / "cert.pem"
+        self.key = directory / "key.pem"
+        ca.cert_pem.write_to_path(str(self.ca))
+        leaf.cert_chain_pems[0].write_to_path(str(self.cert))
+        leaf.private_key_pem.write_to_path(str(self.key))
+
+    def client_context(self) -> ssl.SSLContext:
+        """A verifying client context (hostname checked) that trusts only the test CA."""
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
 class _PortTaken(AssertionError):
     pass
 

@@ -12,9 +12,19 @@ from smtp_checks.shared.output.thresholds import Thresholds
 from smtp_checks.shared.probe.spec import MessageSpec, Mode, TlsMode
 
 if TYPE_CHECKING:  # the models use the cascade; the cascade only reads them
-    from smtp_checks.shared.config.models import CheckSettings, Defaults, Host, MessageCheck
+    from smtp_checks.shared.config.models import (
+        CheckSettings,
+        Defaults,
+        Host,
+        MessageCheck,
+        RelayCheck,
+    )
 
-DEFAULT_SERVICES = {Mode.LOGIN: "SMTP-Login", Mode.MESSAGE: "SMTP-Message"}
+DEFAULT_SERVICES = {
+    Mode.LOGIN: "SMTP-Login",
+    Mode.MESSAGE: "SMTP-Message",
+    Mode.RELAY: "SMTP-Relay",
+}
 
 
 @dataclass(frozen=True)
@@ -86,6 +96,9 @@ def resolve(defaults: Defaults, host: Host, mode: Mode, check: CheckSettings) ->
             reply_to=check.reply_to,
             **{key: value for key, value in optional.items() if value is not None},
         )
+    elif mode is Mode.RELAY:
+        relay = cast("RelayCheck", check)
+        message = MessageSpec(sender=relay.sender, to=(relay.to,))
     return ScheduledCheck(
         check_id=f"{host.name}/{mode.value}",
         host=host.name,
@@ -101,8 +114,9 @@ def resolve(defaults: Defaults, host: Host, mode: Mode, check: CheckSettings) ->
         interval=_first(check.interval, host.interval) or defaults.interval,
         warning=check.warning,
         critical=check.critical,
-        username=host.username,
-        password=host.password,
+        # A relay test is unauthenticated by definition: it never needs the password.
+        username=None if mode is Mode.RELAY else host.username,
+        password=None if mode is Mode.RELAY else host.password,
         message=message,
     )
 

@@ -114,9 +114,19 @@ class MessageCheck(CheckSettings):
     reply_to: MailAddress | None = None
 
 
+class RelayCheck(CheckSettings):
+    """An unauthenticated RCPT TO `to`, an outside address the server must refuse."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    sender: MailAddress = Field(alias="from")
+    to: MailAddress
+
+
 class Checks(_Model):
     login: LoginCheck | None = None
     message: MessageCheck | None = None
+    relay: RelayCheck | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -131,6 +141,8 @@ class Checks(_Model):
             yield Mode.LOGIN, self.login
         if self.message is not None:
             yield Mode.MESSAGE, self.message
+        if self.relay is not None:
+            yield Mode.RELAY, self.relay
 
 
 class Host(_Model):

@@ -13,7 +13,7 @@ from smtp_checks.shared.identity import CheckIdentity, Identified
 from smtp_checks.shared.messages import version_1
 from smtp_checks.shared.probe.failures import FailureKind, ProbeFailure
 from smtp_checks.shared.probe.phases import Phase
-from smtp_checks.shared.probe.result import ProbeResult, TlsInfo
+from smtp_checks.shared.probe.result import ProbeResult, RelayAnswer, TlsInfo
 from smtp_checks.shared.sanitize import sanitize
 
 if TYPE_CHECKING:
@@ -84,6 +84,8 @@ class CheckResult(Identified, _Message):
     tls_version: str | None = None
     tls_cipher: str | None = None
     cert_days_left: float | None = None
+    # Mode relay: the outside recipient tried; `reply_code` and `detail` are its RCPT reply.
+    relay_recipient: str | None = None
     # The plugin status (0-3) the worker worked out, as the consumer will: what compacting a
     # backlog of results goes by. None from a worker of version 1.
     status: int | None = Field(default=None, ge=0, le=3)
@@ -93,7 +95,7 @@ class CheckResult(Identified, _Message):
     def _version_1(cls, data: Any) -> Any:
         return version_1.upgraded(data)
 
-    @field_validator("detail", "tls_version", "tls_cipher")
+    @field_validator("detail", "tls_version", "tls_cipher", "relay_recipient")
     @classmethod
     def _sanitised(cls, value: str | None) -> str | None:
         # The worker sanitised it; a result is still network-borne text when it reaches the
@@ -132,8 +134,7 @@ class CheckResult(Identified, _Message):
                 "ended_at": started_at + probe.time,
                 "outcome": Outcome.SUCCESS if failure is None else Outcome(failure.kind.value),
                 "phase": failure.phase if failure else None,
-                "detail": failure.detail if failure else "",
-                "reply_code": failure.reply_code if failure else None,
+                **_answer(probe),
                 "time": probe.time,
                 "phase_times": probe.phase_times,
                 "tls_version": tls.version if tls else None,
@@ -156,6 +157,24 @@ class CheckResult(Identified, _Message):
         tls = None
         if self.tls_version is not None:
             tls = TlsInfo(self.tls_version, self.tls_cipher or "", self.cert_days_left)
+        relay = None
+        if failure is None and self.relay_recipient is not None:
+            relay = RelayAnswer(self.relay_recipient, self.reply_code or 0, self.detail)
         return ProbeResult(
-            time=self.time or 0.0, phase_times=dict(self.phase_times), failure=failure, tls=tls
+            time=self.time or 0.0,
+            phase_times=dict(self.phase_times),
+            failure=failure,
+            tls=tls,
+            relay=relay,
         )
+
+
+def _answer(probe: ProbeResult) -> dict[str, Any]:
+    """What the server answered that the output shows: the failure's reply, or a relay
+    test's RCPT reply."""
+    if probe.failure is not None:
+        return {"detail": probe.failure.detail, "reply_code": probe.failure.reply_code}
+    if probe.relay is not None:
+        relay = probe.relay
+        return {"detail": relay.reply, "reply_code": relay.code, "relay_recipient": relay.recipient}
+    return {"detail": "", "reply_code": None}

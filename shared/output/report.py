@@ -12,7 +12,7 @@ from smtp_checks.shared.output.status import Status
 from smtp_checks.shared.output.thresholds import Thresholds
 from smtp_checks.shared.probe.failures import FailureKind, ProbeFailure
 from smtp_checks.shared.probe.phases import Phase
-from smtp_checks.shared.probe.result import ProbeResult, TlsInfo
+from smtp_checks.shared.probe.result import ProbeResult, RelayAnswer, TlsInfo
 from smtp_checks.shared.probe.spec import Mode
 
 NO_THRESHOLDS = Thresholds(None, None)
@@ -34,10 +34,13 @@ def report(
         return output
     if mode is Mode.MESSAGE:
         output.add_message(Status.OK, "Message sent")
-    output.add_message(
-        thresholds.evaluate(result.time, float_precision),
-        f"Response time {result.time:.3f} second(s)",
-    )
+    timed = thresholds.evaluate(result.time, float_precision)
+    if mode is Mode.RELAY and result.relay is not None:
+        output.add_message(*relay_verdict(result.relay))
+        if timed is not Status.OK:  # the verdict is the news; a slow server adds to it
+            output.add_message(timed, f"Response time {result.time:.3f} second(s)")
+    else:
+        output.add_message(timed, f"Response time {result.time:.3f} second(s)")
     output.add_perfdata(
         Perfdata(
             label="time",
@@ -55,16 +58,32 @@ def report(
     return output
 
 
+def relay_verdict(answer: RelayAnswer) -> tuple[Status, str]:
+    """OK when the outside recipient is refused for good, CRITICAL when it is accepted (an
+    open relay), WARNING for a 4xx (the server may only be throttling), UNKNOWN otherwise."""
+    rcpt = f"RCPT TO <{answer.recipient}>"
+    if answer.accepted:
+        return Status.CRITICAL, f"Open relay: {rcpt} accepted: {answer.reply}"
+    if 500 <= answer.code < 600:
+        return Status.OK, f"Relay refused: {answer.reply}"
+    if 400 <= answer.code < 500:
+        return Status.WARNING, f"Relay refused for now only: {rcpt}: {answer.reply}"
+    return Status.UNKNOWN, f"Relay test unclear: {rcpt} answered {answer.reply}"
+
+
 def failure_message(failure: ProbeFailure, mode: Mode) -> tuple[Status, str]:
     """The plugin's status and words for a failed session.
 
     As in the plugin, login mode makes every failure CRITICAL, while message mode makes a
-    failure to connect UNKNOWN. Sending refused by the server is CRITICAL (the plugin said
+    failure to connect UNKNOWN (relay: CRITICAL, as login; a refused sender leaves the relay
+    untested, UNKNOWN). Sending refused by the server is CRITICAL (the plugin said
     OK for a refused recipient: we do not); sending that breaks otherwise is UNKNOWN.
     """
     if not failure.phase.sends_message:
-        status = Status.CRITICAL if mode is Mode.LOGIN else Status.UNKNOWN
+        status = Status.UNKNOWN if mode is Mode.MESSAGE else Status.CRITICAL
         return status, f"Unable to connect to SMTP: {failure.detail}"
+    if mode is Mode.RELAY:  # the server refused our sender: the relay is not tested
+        return Status.UNKNOWN, f"Relay not tested: {failure.detail}"
     status = Status.CRITICAL if failure.kind is FailureKind.REJECTED else Status.UNKNOWN
     return status, f"Unable to send message: {failure.detail}"
 

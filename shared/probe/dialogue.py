@@ -21,9 +21,10 @@ from smtp_checks.shared.errors import SmtpChecksError
 from smtp_checks.shared.probe.failures import FailureKind, ProbeFailure
 from smtp_checks.shared.probe.phases import Phase
 from smtp_checks.shared.probe.replies import ProtocolViolation, Reply, ReplyReader
-from smtp_checks.shared.probe.result import ProbeResult, TlsInfo
+from smtp_checks.shared.probe.result import ProbeResult, RelayAnswer, TlsInfo
 from smtp_checks.shared.probe.spec import Mode, ProbeSpec, TlsMode
 from smtp_checks.shared.redaction import MASK, Redactor
+from smtp_checks.shared.sanitize import sanitize
 
 if TYPE_CHECKING:
     from smtp_checks.shared.probe.sasl import Mechanism
@@ -125,6 +126,7 @@ class SmtpSession:
         self._phase_times: dict[Phase, float] = {}
         self._last_event_at = started_at
         self._tls: TlsInfo | None = None
+        self._relay: RelayAnswer | None = None
         self._failure: ProbeFailure | None = None
         self._ended_at: float | None = None
         self._outbox: list[Action] = []
@@ -218,6 +220,7 @@ class SmtpSession:
             tls=self._tls,
             # A hostile server could echo a secret back: the transcript shows none.
             transcript=tuple(self._redact(line) for line in self.transcript or ()),
+            relay=self._relay,
         )
 
     # --- running the dialogue --------------------------------------------------------------
@@ -291,11 +294,14 @@ class SmtpSession:
             yield from self._start_tls(extensions)
             self._begin(Phase.EHLO)
             extensions = yield from self._greet()
-        if self.spec.credentials is not None:
-            self._begin(Phase.AUTH)
-            yield from self._authenticate(extensions.get("AUTH"))
-        if self.spec.mode is Mode.MESSAGE and self._message is not None:
-            yield from self._send_message(self._message)
+        if self.spec.mode is Mode.RELAY:
+            yield from self._test_relay()  # never authenticated: that is the point
+        else:
+            if self.spec.credentials is not None:
+                self._begin(Phase.AUTH)
+                yield from self._authenticate(extensions.get("AUTH"))
+            if self.spec.mode is Mode.MESSAGE and self._message is not None:
+                yield from self._send_message(self._message)
         self._begin(Phase.QUIT)
         yield _Say("QUIT")
         yield from self._hear()
@@ -369,7 +375,7 @@ class SmtpSession:
             raise _Refused(FailureKind.AUTH, f"no supported AUTH mechanism in {' '.join(offered)}")
         return mechanism
 
-    def _send_message(self, message: bytes) -> Dialogue:
+    def _mail_from(self) -> Dialogue:
         spec = self.spec.message
         assert spec is not None
         self._begin(Phase.MAIL)
@@ -378,6 +384,24 @@ class SmtpSession:
             raise _Refused(
                 FailureKind.REJECTED, f"MAIL FROM <{spec.sender}> refused: {reply}", reply
             )
+
+    def _test_relay(self) -> Dialogue:
+        """RCPT TO an outside address, unauthenticated; its answer is the verdict (the
+        report words it). RSET then forgets the envelope: DATA is never sent."""
+        spec = self.spec.message
+        assert spec is not None
+        yield from self._mail_from()
+        self._begin(Phase.RCPT)
+        recipient = spec.to[0]
+        reply = yield from self._command(f"RCPT TO:<{recipient}>")
+        self._relay = RelayAnswer(recipient, reply.code, sanitize(str(reply)))
+        self._begin(Phase.QUIT)
+        yield from self._command("RSET")
+
+    def _send_message(self, message: bytes) -> Dialogue:
+        spec = self.spec.message
+        assert spec is not None
+        yield from self._mail_from()
         self._begin(Phase.RCPT)
         for recipient in spec.recipients:
             reply = yield from self._command(f"RCPT TO:<{recipient}>")

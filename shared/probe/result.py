@@ -16,6 +16,19 @@ class TlsInfo:
 
 
 @dataclass(frozen=True)
+class RelayAnswer:
+    """The reply to a relay test's RCPT TO: a refusal is what a closed relay gives."""
+
+    recipient: str
+    code: int
+    reply: str  # sanitised: code and text, as the server sent them
+
+    @property
+    def accepted(self) -> bool:
+        return 200 <= self.code < 300
+
+
+@dataclass(frozen=True)
 class ProbeResult:
     """`time` is the plugin's measure: from before the connection is opened to after QUIT
     (or to the failure). It never includes time spent waiting before the probe started."""
@@ -25,6 +38,7 @@ class ProbeResult:
     failure: ProbeFailure | None = None
     tls: TlsInfo | None = None
     transcript: tuple[str, ...] = ()
+    relay: RelayAnswer | None = None  # mode relay, once RCPT TO was answered
 
     @property
     def ok(self) -> bool:

@@ -9,6 +9,14 @@ from enum import StrEnum
 class Mode(StrEnum):
     LOGIN = "login"  # connect, EHLO, TLS, AUTH, QUIT
     MESSAGE = "message"  # the same, and send one message before QUIT
+    # Connect, EHLO, TLS, then without AUTH: MAIL FROM, RCPT TO an outside address (which
+    # must be refused), RSET, QUIT. Never DATA: nothing is ever sent.
+    RELAY = "relay"
+
+    @property
+    def has_envelope(self) -> bool:
+        """The mode needs a sender and recipients (a MessageSpec)."""
+        return self is not Mode.LOGIN
 
 
 class TlsMode(StrEnum):
@@ -84,7 +92,7 @@ class ProbeSpec:
     record_transcript: bool = False  # keep the dialogue for --debug (AUTH lines redacted)
 
     def __post_init__(self) -> None:
-        if self.mode is Mode.MESSAGE and self.message is None:
-            raise ValueError("a message check needs a MessageSpec")
+        if self.mode.has_envelope and self.message is None:
+            raise ValueError(f"a {self.mode} check needs a MessageSpec")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")

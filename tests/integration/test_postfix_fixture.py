@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
 
 from tests.postfix import (
     DEFAULT_DOMAIN,
     DEFAULT_HOSTNAME,
     SERVICES,
+    Certificates,
     PostfixInstance,
     free_port,
     postfix_factory,  # noqa: F401  (the fixture)
@@ -36,24 +36,6 @@ FOREIGN = "someone@elsewhere.example"
 # A documentation address (TEST-NET-2) the PROXY headers claim the client came from.
 FORWARDED_V1 = "198.51.100.7"
 FORWARDED_V2 = "198.51.100.8"
-
-
-class Certificates:
-    """A throw-away CA and a server certificate for 127.0.0.1, ::1 and localhost."""
-
-    def __init__(self, directory: Path) -> None:
-        ca = trustme.CA()
-        leaf = ca.issue_cert("127.0.0.1", "::1", "localhost")
-        self.ca = directory / "ca.pem"
-        self.cert = directory / "cert.pem"
-        self.key = directory / "key.pem"
-        ca.cert_pem.write_to_path(str(self.ca))
-        leaf.cert_chain_pems[0].write_to_path(str(self.cert))
-        leaf.private_key_pem.write_to_path(str(self.key))
-
-    def client_context(self) -> ssl.SSLContext:
-        """A verifying client context (hostname checked) that trusts only the test CA."""
-        return ssl.create_default_context(cafile=str(self.ca))
 
 
 @pytest.fixture(scope="module")
