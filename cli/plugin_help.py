@@ -15,6 +15,9 @@ _COMMON = """\
                       ssl_verify_mode=SSL_VERIFY_PEER|1 (default) or SSL_VERIFY_NONE|0
                       ssl_verify_ca=FILE, ssl_verify_path=DIR  trusted CAs
                       hello=NAME  EHLO name;  debug=1  dialogue on stderr
+                      expect=REGEX  the banner must match (else CRITICAL)
+                      command=CMD[,response=REGEX]  repeatable, in order, after EHLO:
+                        send CMD; its reply must match REGEX (else CRITICAL)
 --username          Username for AUTH; without it no AUTH is attempted.
 --password          Password for AUTH (see --pass-manager to keep it off the command line).
 --timeout           Seconds for the whole check, connect to QUIT (default: 30).

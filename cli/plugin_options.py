@@ -32,6 +32,7 @@ __all__ = ["CheckOptions", "InfoRequest", "OptionError", "output_options_or_defa
 from smtp_checks.shared.probe import validation
 from smtp_checks.shared.probe.spec import (
     MECHANISMS,
+    CommandStep,
     Credentials,
     MessageSpec,
     Mode,
@@ -252,8 +253,36 @@ def _key_values(items: list[str], allowed: frozenset[str], what: str) -> dict[st
     return values
 
 
+def _dialogue(items: list[str]) -> tuple[str | None, tuple[CommandStep, ...], list[str]]:
+    """`expect=`, and the `command=`/`response=` pairs in the order given (a `response=`
+    belongs to the `command=` before it; `command=NOOP,response=^250` gives both at once),
+    out of the smtp-options; and the other items."""
+    expect: str | None = None
+    steps: list[CommandStep] = []
+    rest: list[str] = []
+    for item in items:
+        key, _, value = item.partition("=")
+        if key == "expect":
+            expect = _checked(validation.regex, value, "smtp-options expect")
+        elif key == "command":
+            value, paired, response = value.partition(",response=")
+            steps.append(CommandStep(_checked(validation.command, value, "smtp-options command")))
+            if paired:
+                pattern = _checked(validation.regex, response, "smtp-options response")
+                steps[-1] = CommandStep(steps[-1].command, pattern)
+        elif key == "response":
+            if not steps or steps[-1].response is not None:
+                raise OptionError("Wrong smtp-options response: it must follow a command=")
+            pattern = _checked(validation.regex, value, "smtp-options response")
+            steps[-1] = CommandStep(steps[-1].command, pattern)
+        else:
+            rest.append(item)
+    return expect, tuple(steps), rest
+
+
 def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
-    smtp = _key_values(args.smtp_options, _SMTP_OPTIONS, "smtp-options key")
+    expect, commands, options = _dialogue(args.smtp_options)
+    smtp = _key_values(options, _SMTP_OPTIONS, "smtp-options key")
     try:
         tls_mode = TlsMode.from_layer(smtp.get("layer", "tls"))
     except ValueError as error:
@@ -274,6 +303,8 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
         message=_message(args, mode) if mode.has_envelope else None,
         helo_name=_checked(validation.helo_name, hello, "smtp-options hello") if hello else None,
         record_transcript=args.debug or smtp.get("debug", "0") not in ("", "0"),
+        expect=expect,
+        commands=commands,
     )
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 from smtp_checks.shared.config.values import SecretRef
 from smtp_checks.shared.identity import CheckIdentity
 from smtp_checks.shared.output.thresholds import Thresholds
-from smtp_checks.shared.probe.spec import MessageSpec, Mode, TlsMode
+from smtp_checks.shared.probe.spec import CommandStep, MessageSpec, Mode, TlsMode
 
 if TYPE_CHECKING:  # the models use the cascade; the cascade only reads them
     from smtp_checks.shared.config.models import (
@@ -48,6 +48,8 @@ class ScheduledCheck:
     username: str | None
     password: SecretRef | None
     message: MessageSpec | None
+    expect: str | None = None
+    commands: tuple[CommandStep, ...] = ()
 
     def identity(
         self, run_id: str, *, scheduled_for: float, stale_at: float, adhoc: bool = False
@@ -118,6 +120,8 @@ def resolve(defaults: Defaults, host: Host, mode: Mode, check: CheckSettings) ->
         username=None if mode is Mode.RELAY else host.username,
         password=None if mode is Mode.RELAY else host.password,
         message=message,
+        expect=check.expect,
+        commands=tuple(CommandStep(step.command, step.response) for step in check.commands),
     )
 
 

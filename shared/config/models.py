@@ -23,6 +23,7 @@ from smtp_checks.shared.config.rules import cross_field_problems, host_facts
 from smtp_checks.shared.config.values import (
     Addresses,
     CentreonName,
+    Command,
     EngineReader,
     HostAddress,
     HttpUrl,
@@ -30,6 +31,7 @@ from smtp_checks.shared.config.values import (
     OneLine,
     Port,
     RateLimit,
+    Regex,
     SecretRefField,
     SiteName,
     number_as_text,
@@ -75,8 +77,17 @@ class TargetLimits(_Model):
     max_per_minute: PositiveInt = 30
 
 
+class CommandStepModel(_Model):
+    """One step of a check's own dialogue after EHLO: `command`, and the regular expression
+    its reply must match (`response`; none: any reply)."""
+
+    command: Command
+    response: Regex | None = None
+
+
 class CheckSettings(_Model):
-    """What every check may override; None inherits from the host, then from `defaults`."""
+    """What every check may override; None inherits from the host, then from `defaults`.
+    `expect` and `commands` belong to the check alone."""
 
     service: CentreonName | None = None
     interval: PositiveInt | None = None
@@ -86,6 +97,8 @@ class CheckSettings(_Model):
     verify_tls: bool | None = None
     warning: Annotated[str | None, BeforeValidator(number_as_text)] = None
     critical: Annotated[str | None, BeforeValidator(number_as_text)] = None
+    expect: Regex | None = None  # the banner must match (check_smtp -e)
+    commands: tuple[CommandStepModel, ...] = ()  # after EHLO, in order (check_smtp -C/-R)
 
     @field_validator("warning")
     @classmethod

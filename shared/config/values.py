@@ -73,6 +73,8 @@ CentreonName = Annotated[str, Field(min_length=1), AfterValidator(_centreon_name
 OneLine = Annotated[str, Field(min_length=1), AfterValidator(validation.one_line)]
 HostAddress = Annotated[str, Field(min_length=1), AfterValidator(validation.host_name)]
 MailAddress = Annotated[str, Field(min_length=1), AfterValidator(validation.mail_address)]
+Regex = Annotated[str, AfterValidator(validation.regex)]
+Command = Annotated[str, AfterValidator(validation.command)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 

@@ -7,14 +7,33 @@ password: the worker resolves it from its own environment.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from smtp_checks.shared.config import ScheduledCheck, SecretRef
 from smtp_checks.shared.identity import CheckIdentity, Identified
 from smtp_checks.shared.messages import version_1
-from smtp_checks.shared.probe.spec import Credentials, MessageSpec, ProbeSpec, TlsMode, TlsSettings
+from smtp_checks.shared.probe import validation
+from smtp_checks.shared.probe.spec import (
+    CommandStep,
+    Credentials,
+    MessageSpec,
+    ProbeSpec,
+    TlsMode,
+    TlsSettings,
+)
+
+
+def _optional_regex(value: str | None) -> str | None:
+    return None if value is None else validation.regex(value)
 
 
 class _Message(BaseModel):
@@ -49,11 +68,21 @@ class MessageParams(_Message):
         return MessageSpec(**self.model_dump())
 
 
+class CommandParams(_Message):
+    """A step of the check's own dialogue (shared/probe/spec.py, CommandStep). Checked as
+    the config is: a message made by hand must not put two commands on one line."""
+
+    command: Annotated[str, AfterValidator(validation.command)]
+    response: Annotated[str | None, AfterValidator(_optional_regex)] = None
+
+
 class CheckRequest(Identified, _Message):
     schema_version: Literal[2] = 2
     identity: CheckIdentity
     target: Target
     message: MessageParams | None = None
+    expect: Annotated[str | None, AfterValidator(_optional_regex)] = None
+    commands: tuple[CommandParams, ...] = ()
     warning: str | None = None
     critical: str | None = None
     username: str | None = None
@@ -88,6 +117,11 @@ class CheckRequest(Identified, _Message):
                 timeout=check.timeout,
             ),
             message=MessageParams.from_spec(check.message) if check.message else None,
+            expect=check.expect,
+            commands=tuple(
+                CommandParams(command=step.command, response=step.response)
+                for step in check.commands
+            ),
             warning=check.warning,
             critical=check.critical,
             username=check.username,
@@ -109,4 +143,6 @@ class CheckRequest(Identified, _Message):
             timeout=self.target.timeout,
             credentials=credentials,
             message=self.message.to_spec() if self.message else None,
+            expect=self.expect,
+            commands=tuple(CommandStep(step.command, step.response) for step in self.commands),
         )

@@ -48,6 +48,7 @@ class Outcome(StrEnum):
     AUTH = FailureKind.AUTH.value
     REJECTED = FailureKind.REJECTED.value
     PROTOCOL = FailureKind.PROTOCOL.value
+    UNEXPECTED = FailureKind.UNEXPECTED.value
     STALE = "stale"  # arrived (or was redelivered) after its stale time: not run
     CREDENTIAL = "credential"  # the password reference did not resolve on the worker
     THROTTLED = "throttled"  # no per-target session permit before the deadline

@@ -79,6 +79,8 @@ def failure_message(failure: ProbeFailure, mode: Mode) -> tuple[Status, str]:
     untested, UNKNOWN). Sending refused by the server is CRITICAL (the plugin said
     OK for a refused recipient: we do not); sending that breaks otherwise is UNKNOWN.
     """
+    if failure.kind is FailureKind.UNEXPECTED:  # the server said what it must not: every mode
+        return Status.CRITICAL, f"Unexpected reply: {failure.detail}"
     if not failure.phase.sends_message:
         status = Status.UNKNOWN if mode is Mode.MESSAGE else Status.CRITICAL
         return status, f"Unable to connect to SMTP: {failure.detail}"

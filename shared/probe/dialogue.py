@@ -13,6 +13,7 @@ reply, as the Perl plugin measures it; phase times run from one event to the nex
 
 from __future__ import annotations
 
+import re
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -35,6 +36,7 @@ _WAITING_FOR = {
     Phase.TLS: "during the TLS handshake",
     Phase.BANNER: "waiting for the banner",
     Phase.EHLO: "waiting for the EHLO reply",
+    Phase.COMMAND: "waiting for a command's reply",
     Phase.AUTH: "during AUTH",
     Phase.MAIL: "waiting for the MAIL FROM reply",
     Phase.RCPT: "waiting for the RCPT TO reply",
@@ -287,6 +289,7 @@ class SmtpSession:
         banner = yield from self._hear()
         if banner.code != 220:
             raise _Refused(FailureKind.REJECTED, f"session refused: {banner}", banner)
+        _expect("banner", self.spec.expect, banner)
         self._begin(Phase.EHLO)
         extensions = yield from self._greet()
         if self.spec.tls.mode is TlsMode.STARTTLS:
@@ -294,6 +297,11 @@ class SmtpSession:
             yield from self._start_tls(extensions)
             self._begin(Phase.EHLO)
             extensions = yield from self._greet()
+        if self.spec.commands:
+            self._begin(Phase.COMMAND)
+            for step in self.spec.commands:
+                reply = yield from self._command(step.command)
+                _expect(step.command, step.response, reply)
         if self.spec.mode is Mode.RELAY:
             yield from self._test_relay()  # never authenticated: that is the point
         else:
@@ -417,6 +425,13 @@ class SmtpSession:
         reply = yield from self._hear()
         if reply.code != 250:
             raise _Refused(FailureKind.REJECTED, f"message refused: {reply}", reply)
+
+
+def _expect(what: str, pattern: str | None, reply: Reply) -> None:
+    """A reply that does not match the check's pattern ends the check: it names the step,
+    the pattern and the reply (the failure sanitises it)."""
+    if pattern is not None and re.search(pattern, str(reply)) is None:
+        raise _Refused(FailureKind.UNEXPECTED, f"{what}: expected /{pattern}/, got: {reply}", reply)
 
 
 def _extensions(reply: Reply) -> dict[str, list[str]]:

@@ -19,6 +19,7 @@ class FailureKind(StrEnum):
     AUTH = "auth"  # authentication impossible or rejected
     REJECTED = "rejected"  # the server answered a command with an error code
     PROTOCOL = "protocol"  # the server does not speak SMTP as it should
+    UNEXPECTED = "unexpected"  # a reply did not match what the check expects (expect, response)
 
 
 @dataclass(frozen=True)

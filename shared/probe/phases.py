@@ -10,6 +10,7 @@ class Phase(StrEnum):
     TLS = "tls"  # implicit TLS handshake, or STARTTLS command and handshake
     BANNER = "banner"
     EHLO = "ehlo"
+    COMMAND = "command"  # the check's own command/response steps (check_smtp -C/-R)
     AUTH = "auth"
     MAIL = "mail"
     RCPT = "rcpt"

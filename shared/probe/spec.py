@@ -80,6 +80,15 @@ class MessageSpec:
 
 
 @dataclass(frozen=True)
+class CommandStep:
+    """A command the check sends after EHLO, and what its reply must match (check_smtp's
+    -C/-R): a regular expression searched in the reply's code and text; None: any reply."""
+
+    command: str
+    response: str | None = None
+
+
+@dataclass(frozen=True)
 class ProbeSpec:
     host: str
     port: int
@@ -89,6 +98,8 @@ class ProbeSpec:
     credentials: Credentials | None = None
     message: MessageSpec | None = None
     helo_name: str | None = None  # None: this machine's fully qualified name
+    expect: str | None = None  # a regular expression the banner must match (check_smtp -e)
+    commands: tuple[CommandStep, ...] = ()
     record_transcript: bool = False  # keep the dialogue for --debug (AUTH lines redacted)
 
     def __post_init__(self) -> None:

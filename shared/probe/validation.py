@@ -105,6 +105,24 @@ def content_type(value: str) -> str:
     return value
 
 
+def regex(value: str) -> str:
+    """A regular expression (Python's `re`, close to check_smtp's and Perl's)."""
+    text(value)
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"'{value}' is not a regular expression: {error}") from None
+    return value
+
+
+def command(value: str) -> str:
+    """A command line of the check's own dialogue: one line, not empty."""
+    one_line(value)
+    if not value.strip():
+        raise ValueError("is empty")
+    return value
+
+
 def ca_file(path: str) -> str:
     """A file of PEM certificates to verify the server with."""
     one_line(path)
