@@ -15,6 +15,9 @@ _COMMON = """\
                       ssl_verify_mode=SSL_VERIFY_PEER|1 (default) or SSL_VERIFY_NONE|0
                       ssl_verify_ca=FILE, ssl_verify_path=DIR  trusted CAs
                       hello=NAME  EHLO name;  debug=1  dialogue on stderr
+                      ip=4|6  that address family only (default: the resolver's order,
+                        falling back to the next address, either family)
+                      source_address=ADDR  connect from this local address
                       expect=REGEX  the banner must match (else CRITICAL)
                       command=CMD[,response=REGEX]  repeatable, in order, after EHLO:
                         send CMD; its reply must match REGEX (else CRITICAL)

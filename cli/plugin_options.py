@@ -44,7 +44,7 @@ from smtp_checks.shared.probe.spec import (
 PLUGIN_NAME = "apps::protocols::smtp::plugin"
 _SMTP_OPTIONS = frozenset(
     {"layer", "port", "auth", "timeout", "debug", "ssl_verify_mode", "ssl_verify_ca"}
-    | {"ssl_verify_path", "ssl_verify_file", "hello"}
+    | {"ssl_verify_path", "ssl_verify_file", "hello", "ip", "source_address"}
 )
 _SEND_OPTIONS = frozenset({"subject", "body", "contenttype", "charset", "cc", "bcc", "replyto"})
 _VERIFY_NONE = frozenset({"0", "SSL_VERIFY_NONE"})
@@ -293,6 +293,7 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
     if "timeout" in smtp:
         timeout = min(timeout, _number(smtp["timeout"], "smtp-options timeout"))
     hello = smtp.get("hello")
+    ip, source = _addressing(args.hostname, smtp)
     return ProbeSpec(
         host=args.hostname,
         port=port,
@@ -305,7 +306,27 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
         record_transcript=args.debug or smtp.get("debug", "0") not in ("", "0"),
         expect=expect,
         commands=commands,
+        ip=ip,
+        source_address=source,
     )
+
+
+def _addressing(host: str, smtp: dict[str, str]) -> tuple[int | None, str | None]:
+    """`ip=` and `source_address=`, agreeing with each other and with the host."""
+    ip_text, source = smtp.get("ip"), smtp.get("source_address")
+    ip = None
+    if ip_text is not None:
+        try:
+            ip = validation.ip_version(ip_text)
+        except ValueError as error:
+            raise OptionError(f"Wrong smtp-options ip: {error}") from None
+    if source is not None:
+        _checked(validation.local_address, source, "smtp-options source_address")
+    try:
+        validation.families(host, ip, source)
+    except ValueError as error:
+        raise OptionError(f"Wrong smtp-options ip or source_address: {error}") from None
+    return ip, source
 
 
 def _port(text: str) -> int:

@@ -4,7 +4,7 @@ applied, every value filled in. What the scheduler enqueues and the consumer exp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 from smtp_checks.shared.config.values import SecretRef
 from smtp_checks.shared.identity import CheckIdentity
@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # the models use the cascade; the cascade only reads them
         Host,
         MessageCheck,
         RelayCheck,
+        Site,
     )
 
 DEFAULT_SERVICES = {
@@ -48,6 +49,8 @@ class ScheduledCheck:
     username: str | None
     password: SecretRef | None
     message: MessageSpec | None
+    ip: Literal[4, 6] | None = None
+    source_address: str | None = None
     expect: str | None = None
     commands: tuple[CommandStep, ...] = ()
 
@@ -83,8 +86,11 @@ def _first(*values: _T | None) -> _T | None:
     return next((value for value in values if value is not None), None)
 
 
-def resolve(defaults: Defaults, host: Host, mode: Mode, check: CheckSettings) -> ScheduledCheck:
-    """The check `mode` of `host` with the cascade applied."""
+def resolve(
+    defaults: Defaults, host: Host, mode: Mode, check: CheckSettings, *, site: Site | None = None
+) -> ScheduledCheck:
+    """The check `mode` of `host` with the cascade applied (`site`: the host's site, whose
+    `source_address` is the default of its checks)."""
     tls = _first(check.tls, host.tls, defaults.tls) or TlsMode.STARTTLS
     message = None
     if mode is Mode.MESSAGE:
@@ -120,6 +126,10 @@ def resolve(defaults: Defaults, host: Host, mode: Mode, check: CheckSettings) ->
         username=None if mode is Mode.RELAY else host.username,
         password=None if mode is Mode.RELAY else host.password,
         message=message,
+        ip=_first(check.ip, host.ip, defaults.ip),
+        source_address=_first(
+            check.source_address, host.source_address, site.source_address if site else None
+        ),
         expect=check.expect,
         commands=tuple(CommandStep(step.command, step.response) for step in check.commands),
     )

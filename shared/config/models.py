@@ -27,6 +27,8 @@ from smtp_checks.shared.config.values import (
     EngineReader,
     HostAddress,
     HttpUrl,
+    IpLiteral,
+    IpVersion,
     MailAddress,
     OneLine,
     Port,
@@ -51,6 +53,7 @@ class _Model(BaseModel):
 
 class Defaults(_Model):
     interval: PositiveInt = 60
+    ip: IpVersion | None = None  # 4 or 6 only; unset: the resolver's order, either family
     timeout: PositiveFloat = 30.0
     port: Port | None = None  # None: the TLS mode's port (25, or 465 for ssl)
     tls: TlsMode = TlsMode.STARTTLS
@@ -60,6 +63,7 @@ class Defaults(_Model):
 
 class Site(_Model):
     rate_limit: RateLimit | None = None  # per worker of the site, Celery's syntax
+    source_address: IpLiteral | None = None  # the site's egress address, for its checks
 
 
 def _none_as_empty(value: object) -> object:
@@ -97,6 +101,8 @@ class CheckSettings(_Model):
     verify_tls: bool | None = None
     warning: Annotated[str | None, BeforeValidator(number_as_text)] = None
     critical: Annotated[str | None, BeforeValidator(number_as_text)] = None
+    ip: IpVersion | None = None
+    source_address: IpLiteral | None = None
     expect: Regex | None = None  # the banner must match (check_smtp -e)
     commands: tuple[CommandStepModel, ...] = ()  # after EHLO, in order (check_smtp -C/-R)
 
@@ -168,6 +174,8 @@ class Host(_Model):
     ca_file: str | None = None
     timeout: PositiveFloat | None = None
     interval: PositiveInt | None = None
+    ip: IpVersion | None = None
+    source_address: IpLiteral | None = None
     username: OneLine | None = None
     password: SecretRefField | None = None
     checks: Checks
@@ -266,7 +274,7 @@ class Config(_Model):
     def scheduled_checks(self) -> list[ScheduledCheck]:
         """Every configured (host, check), in file order."""
         return [
-            resolve(self.defaults, host, mode, check)
+            resolve(self.defaults, host, mode, check, site=self.sites.get(host.site))
             for host in self.hosts
             for mode, check in host.checks.items()
         ]

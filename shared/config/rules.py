@@ -1,11 +1,13 @@
 """The rules no single field can check: a host configured twice, an unknown site, two checks
-of a host on one service, an interval shorter than the timeout. Each problem at its place."""
+of a host on one service, an interval shorter than the timeout, address families that
+disagree (`ip`, `source_address`, an address host). Each problem at its place."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
 from smtp_checks.shared.config.checks import DEFAULT_SERVICES, resolve
+from smtp_checks.shared.probe import validation
 
 if TYPE_CHECKING:
     from smtp_checks.shared.config.models import Defaults, Host
@@ -61,6 +63,10 @@ def cross_field_problems(
             services.setdefault(service, f"{mode.value} check's")
             if defaults is not None:
                 resolved = resolve(defaults, host, mode, check)
+                try:
+                    validation.families(host.address, resolved.ip, resolved.source_address)
+                except ValueError as error:
+                    problems.append((check_where, str(error)))
                 if resolved.interval < resolved.timeout:
                     problems.append(
                         (

@@ -74,6 +74,8 @@ OneLine = Annotated[str, Field(min_length=1), AfterValidator(validation.one_line
 HostAddress = Annotated[str, Field(min_length=1), AfterValidator(validation.host_name)]
 MailAddress = Annotated[str, Field(min_length=1), AfterValidator(validation.mail_address)]
 Regex = Annotated[str, AfterValidator(validation.regex)]
+IpLiteral = Annotated[str, AfterValidator(validation.ip_literal)]
+IpVersion = Literal[4, 6]
 Command = Annotated[str, AfterValidator(validation.command)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 

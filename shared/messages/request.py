@@ -32,6 +32,10 @@ from smtp_checks.shared.probe.spec import (
 )
 
 
+def _optional_ip(value: str | None) -> str | None:
+    return None if value is None else validation.ip_literal(value)
+
+
 def _optional_regex(value: str | None) -> str | None:
     return None if value is None else validation.regex(value)
 
@@ -47,6 +51,8 @@ class Target(_Message):
     verify_tls: bool = True
     ca_file: str | None = None
     timeout: float = Field(gt=0)
+    ip: Literal[4, 6] | None = None
+    source_address: Annotated[str | None, AfterValidator(_optional_ip)] = None
 
 
 class MessageParams(_Message):
@@ -115,6 +121,8 @@ class CheckRequest(Identified, _Message):
                 verify_tls=check.verify_tls,
                 ca_file=check.ca_file,
                 timeout=check.timeout,
+                ip=check.ip,
+                source_address=check.source_address,
             ),
             message=MessageParams.from_spec(check.message) if check.message else None,
             expect=check.expect,
@@ -145,4 +153,6 @@ class CheckRequest(Identified, _Message):
             message=self.message.to_spec() if self.message else None,
             expect=self.expect,
             commands=tuple(CommandStep(step.command, step.response) for step in self.commands),
+            ip=self.target.ip,
+            source_address=self.target.source_address,
         )

@@ -87,6 +87,7 @@ class CheckResult(Identified, _Message):
     cert_days_left: float | None = None
     # Mode relay: the outside recipient tried; `reply_code` and `detail` are its RCPT reply.
     relay_recipient: str | None = None
+    server_address: str | None = None  # the address connected to (or the last one tried)
     # The plugin status (0-3) the worker worked out, as the consumer will: what compacting a
     # backlog of results goes by. None from a worker of version 1.
     status: int | None = Field(default=None, ge=0, le=3)
@@ -141,6 +142,7 @@ class CheckResult(Identified, _Message):
                 "tls_version": tls.version if tls else None,
                 "tls_cipher": tls.cipher if tls else None,
                 "cert_days_left": tls.cert_days_left if tls else None,
+                "server_address": probe.address,
             }
         )
 
@@ -167,6 +169,7 @@ class CheckResult(Identified, _Message):
             failure=failure,
             tls=tls,
             relay=relay,
+            address=self.server_address,
         )
 
 

@@ -28,6 +28,8 @@ def report(
     float_precision: int = 8,
 ) -> PluginOutput:
     output = PluginOutput()
+    if result.address is not None:  # shown with --verbose
+        output.add_message(Status.OK, None, long=f"Server address {result.address}")
     if result.failure is not None:
         status, text = failure_message(result.failure, mode)
         output.add_message(status, text)

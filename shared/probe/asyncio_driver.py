@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import socket
 from time import perf_counter
 
 from smtp_checks.shared.probe.dialogue import Close, Receive, Send, SmtpSession, StartTls
@@ -19,11 +21,16 @@ from smtp_checks.shared.probe.result import ProbeResult
 from smtp_checks.shared.probe.spec import Mode, ProbeSpec
 from smtp_checks.shared.probe.wire import (
     Addresses,
+    bind_failure,
     connect_failure,
+    family_of,
     is_ip_address,
     local_fqdn,
     look_up,
+    naming_addresses,
+    no_address,
     transfer_failure,
+    wanted_family,
 )
 
 
@@ -61,27 +68,50 @@ async def run_probe(spec: ProbeSpec, *, deadline: float | None = None) -> ProbeR
 
 
 async def _connect(session: SmtpSession, spec: ProbeSpec) -> _Wire | None:
-    addresses = await _addresses(spec.host, spec.port)
+    family = wanted_family(spec.ip, spec.source_address)
+    addresses = await _addresses(spec.host, spec.port, family)
     if isinstance(addresses, str):
         session.failed(FailureKind.DNS, addresses, perf_counter())
         return None
     loop = asyncio.get_running_loop()
+    source = (spec.source_address, 0) if spec.source_address is not None else None
     failure = (FailureKind.NETWORK, "no address to connect to")
-    for address in addresses:
+    tried: list[str] = []
+    for address in addresses:  # the next one on failure, within the same deadline
+        tried.append(address)
+        session.trying(address)
         wire = _Wire(session)
         try:
-            await loop.create_connection(lambda: wire, address, spec.port)  # noqa: B023
+            await loop.create_connection(
+                lambda: wire,  # noqa: B023
+                address,
+                spec.port,
+                local_addr=source,
+            )
         except OSError as error:
+            if source is not None and _is_bind_error(error):
+                failure = bind_failure(source[0], error)
+                break  # the same for every address: no use trying the others
             failure = connect_failure(error)
             continue
         session.connected(perf_counter())
         return wire
-    session.failed(*failure, perf_counter())
+    kind, detail = failure
+    session.failed(kind, naming_addresses(detail, spec.host, tried), perf_counter())
     return None
 
 
-async def _addresses(host: str, port: int) -> Addresses | str:
+def _is_bind_error(error: OSError) -> bool:
+    """asyncio binds the local address itself and says so in the error's text."""
+    return error.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.EACCES) or (
+        "while attempting to bind" in str(error)
+    )
+
+
+async def _addresses(host: str, port: int, family: int) -> Addresses | str:
     if is_ip_address(host):
+        if family not in (socket.AF_UNSPEC, family_of(host)):
+            return no_address(host, family)
         return [host]
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Addresses | str] = loop.create_future()
@@ -94,7 +124,7 @@ async def _addresses(host: str, port: int) -> Addresses | str:
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
             loop.call_soon_threadsafe(settle, outcome)
 
-    look_up(host, port, done)
+    look_up(host, port, done, family)
     return await future
 
 

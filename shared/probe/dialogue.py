@@ -129,6 +129,7 @@ class SmtpSession:
         self._last_event_at = started_at
         self._tls: TlsInfo | None = None
         self._relay: RelayAnswer | None = None
+        self._address: str | None = None
         self._failure: ProbeFailure | None = None
         self._ended_at: float | None = None
         self._outbox: list[Action] = []
@@ -138,6 +139,10 @@ class SmtpSession:
         self._redact = Redactor()
 
     # --- events from the driver ------------------------------------------------------------
+
+    def trying(self, address: str) -> None:
+        """The driver connects to `address` (one of the server's, in the resolver's order)."""
+        self._address = address
 
     def connected(self, at: float) -> None:
         """The TCP connection is up."""
@@ -223,6 +228,8 @@ class SmtpSession:
             # A hostile server could echo a secret back: the transcript shows none.
             transcript=tuple(self._redact(line) for line in self.transcript or ()),
             relay=self._relay,
+            # News only when the host is a name: an address literal is its own address.
+            address=self._address if self._address != self.spec.host else None,
         )
 
     # --- running the dialogue --------------------------------------------------------------

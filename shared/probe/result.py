@@ -39,6 +39,9 @@ class ProbeResult:
     tls: TlsInfo | None = None
     transcript: tuple[str, ...] = ()
     relay: RelayAnswer | None = None  # mode relay, once RCPT TO was answered
+    # The address the host's name resolved to and was connected to (or the last one tried,
+    # when none answered); None for a host given as an address.
+    address: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -27,11 +27,16 @@ from smtp_checks.shared.probe.result import ProbeResult
 from smtp_checks.shared.probe.spec import Mode, ProbeSpec
 from smtp_checks.shared.probe.wire import (
     Addresses,
+    bind_failure,
     connect_failure,
+    family_of,
     is_ip_address,
     local_fqdn,
     look_up,
+    naming_addresses,
+    no_address,
     transfer_failure,
+    wanted_family,
 )
 
 if TYPE_CHECKING:
@@ -69,17 +74,26 @@ def run_probe(spec: ProbeSpec) -> ProbeResult:
 
 
 def _connect(session: SmtpSession, spec: ProbeSpec, deadline: float) -> _Connection | None:
-    addresses = _addresses(spec.host, spec.port, deadline)
+    family = wanted_family(spec.ip, spec.source_address)
+    addresses = _addresses(spec.host, spec.port, deadline, family)
     if isinstance(addresses, str):
         session.failed(FailureKind.DNS, addresses, perf_counter())
         return None
     failure = (FailureKind.NETWORK, "no address to connect to")
-    for address in addresses:
-        family = socket.AF_INET6 if ":" in address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+    tried: list[str] = []
+    for address in addresses:  # the next one on failure, within the same deadline
+        tried.append(address)
+        session.trying(address)
+        sock = socket.socket(family_of(address), socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
+            if spec.source_address is not None:
+                _bind(sock, spec.source_address)
             _open(sock, address, spec.port, deadline)
+        except _BindFailed as bind:
+            sock.close()
+            failure = bind_failure(spec.source_address or "", bind.error)
+            break  # the same for every address: no use trying the others
         except OSError as error:
             sock.close()
             failure = connect_failure(error)
@@ -89,12 +103,28 @@ def _connect(session: SmtpSession, spec: ProbeSpec, deadline: float) -> _Connect
             raise
         session.connected(perf_counter())
         return _Connection(session, sock, deadline)
-    session.failed(*failure, perf_counter())
+    kind, detail = failure
+    session.failed(kind, naming_addresses(detail, spec.host, tried), perf_counter())
     return None
 
 
-def _addresses(host: str, port: int, deadline: float) -> Addresses | str:
+class _BindFailed(SmtpChecksError):
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _bind(sock: socket.socket, source: str) -> None:
+    try:
+        sock.bind((source, 0))
+    except OSError as error:
+        raise _BindFailed(error) from None
+
+
+def _addresses(host: str, port: int, deadline: float, family: int) -> Addresses | str:
     if is_ip_address(host):
+        if family not in (socket.AF_UNSPEC, family_of(host)):
+            return no_address(host, family)
         return [host]
     found: list[Addresses | str] = []
     ready = threading.Event()
@@ -103,7 +133,7 @@ def _addresses(host: str, port: int, deadline: float) -> Addresses | str:
         found.append(outcome)
         ready.set()
 
-    look_up(host, port, done)
+    look_up(host, port, done, family)
     if not ready.wait(max(0.0, deadline - monotonic())):
         raise _DeadlinePassed
     return found[0]

@@ -13,6 +13,7 @@ import codecs
 import ipaddress
 import os
 import re
+import socket
 import ssl
 import unicodedata
 
@@ -103,6 +104,59 @@ def content_type(value: str) -> str:
     if not re.fullmatch(r"text/[A-Za-z0-9.+-]+", value):
         raise ValueError(f"'{value}' is not a text content type (text/plain, text/html...)")
     return value
+
+
+def ip_version(value: str) -> int:
+    """`ip=`: 4 or 6."""
+    if value.strip() not in ("4", "6"):
+        raise ValueError(f"'{value}' is not an address family: 4 or 6")
+    return int(value)
+
+
+def ip_literal(value: str) -> str:
+    """An IPv4 or IPv6 address, as `source_address=` takes it."""
+    one_line(value)
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"'{value}' is not an IP address") from None
+    return value
+
+
+def local_address(value: str) -> str:
+    """An address of this machine, to bind to (where the probe runs: the CLI, a worker)."""
+    ip_literal(value)
+    family = socket.AF_INET6 if ":" in value else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((value, 0))
+        except OSError as error:
+            raise ValueError(
+                f"{value} is not an address of this machine ({error.strerror or error})"
+            ) from None
+    return value
+
+
+def families(host: str, ip: int | None, source_address: str | None) -> None:
+    """`ip=`, the source address and a host given as an address must agree."""
+    wanted = {4: "IPv4", 6: "IPv6"}
+    versions = {
+        "the host": _version(host),
+        "source_address": _version(source_address) if source_address else None,
+        "ip": wanted[ip] if ip is not None else None,
+    }
+    given = {name: version for name, version in versions.items() if version is not None}
+    if len(set(given.values())) > 1:
+        raise ValueError(
+            "address families disagree: " + ", ".join(f"{n} {v}" for n, v in given.items())
+        )
+
+
+def _version(address: str) -> str | None:
+    try:
+        return f"IPv{ipaddress.ip_address(address).version}"
+    except ValueError:
+        return None  # a name: any family
 
 
 def regex(value: str) -> str:
