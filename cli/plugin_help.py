@@ -18,6 +18,7 @@ _COMMON = """\
                       ip=4|6  that address family only (default: the resolver's order,
                         falling back to the next address, either family)
                       source_address=ADDR  connect from this local address
+                      proxy_protocol=v1|v2  send a PROXY protocol header first
                       expect=REGEX  the banner must match (else CRITICAL)
                       command=CMD[,response=REGEX]  repeatable, in order, after EHLO:
                         send CMD; its reply must match REGEX (else CRITICAL)

@@ -44,7 +44,7 @@ from smtp_checks.shared.probe.spec import (
 PLUGIN_NAME = "apps::protocols::smtp::plugin"
 _SMTP_OPTIONS = frozenset(
     {"layer", "port", "auth", "timeout", "debug", "ssl_verify_mode", "ssl_verify_ca"}
-    | {"ssl_verify_path", "ssl_verify_file", "hello", "ip", "source_address"}
+    | {"ssl_verify_path", "ssl_verify_file", "hello", "ip", "source_address", "proxy_protocol"}
 )
 _SEND_OPTIONS = frozenset({"subject", "body", "contenttype", "charset", "cc", "bcc", "replyto"})
 _VERIFY_NONE = frozenset({"0", "SSL_VERIFY_NONE"})
@@ -308,6 +308,9 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
         commands=commands,
         ip=ip,
         source_address=source,
+        proxy_protocol=_checked(validation.proxy_version, proxy, "smtp-options proxy_protocol")
+        if (proxy := smtp.get("proxy_protocol"))
+        else None,
     )
 
 

@@ -51,6 +51,7 @@ class ScheduledCheck:
     message: MessageSpec | None
     ip: Literal[4, 6] | None = None
     source_address: str | None = None
+    proxy_protocol: Literal["v1", "v2"] | None = None
     expect: str | None = None
     commands: tuple[CommandStep, ...] = ()
 
@@ -130,6 +131,7 @@ def resolve(
         source_address=_first(
             check.source_address, host.source_address, site.source_address if site else None
         ),
+        proxy_protocol=_first(check.proxy_protocol, host.proxy_protocol),
         expect=check.expect,
         commands=tuple(CommandStep(step.command, step.response) for step in check.commands),
     )

@@ -32,6 +32,7 @@ from smtp_checks.shared.config.values import (
     MailAddress,
     OneLine,
     Port,
+    ProxyVersion,
     RateLimit,
     Regex,
     SecretRefField,
@@ -103,6 +104,7 @@ class CheckSettings(_Model):
     critical: Annotated[str | None, BeforeValidator(number_as_text)] = None
     ip: IpVersion | None = None
     source_address: IpLiteral | None = None
+    proxy_protocol: ProxyVersion | None = None  # send a PROXY header first (behind HAProxy)
     expect: Regex | None = None  # the banner must match (check_smtp -e)
     commands: tuple[CommandStepModel, ...] = ()  # after EHLO, in order (check_smtp -C/-R)
 
@@ -176,6 +178,7 @@ class Host(_Model):
     interval: PositiveInt | None = None
     ip: IpVersion | None = None
     source_address: IpLiteral | None = None
+    proxy_protocol: ProxyVersion | None = None
     username: OneLine | None = None
     password: SecretRefField | None = None
     checks: Checks

@@ -76,6 +76,7 @@ MailAddress = Annotated[str, Field(min_length=1), AfterValidator(validation.mail
 Regex = Annotated[str, AfterValidator(validation.regex)]
 IpLiteral = Annotated[str, AfterValidator(validation.ip_literal)]
 IpVersion = Literal[4, 6]
+ProxyVersion = Literal["v1", "v2"]
 Command = Annotated[str, AfterValidator(validation.command)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 

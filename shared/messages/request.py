@@ -53,6 +53,7 @@ class Target(_Message):
     timeout: float = Field(gt=0)
     ip: Literal[4, 6] | None = None
     source_address: Annotated[str | None, AfterValidator(_optional_ip)] = None
+    proxy_protocol: Literal["v1", "v2"] | None = None
 
 
 class MessageParams(_Message):
@@ -123,6 +124,7 @@ class CheckRequest(Identified, _Message):
                 timeout=check.timeout,
                 ip=check.ip,
                 source_address=check.source_address,
+                proxy_protocol=check.proxy_protocol,
             ),
             message=MessageParams.from_spec(check.message) if check.message else None,
             expect=check.expect,
@@ -155,4 +157,5 @@ class CheckRequest(Identified, _Message):
             commands=tuple(CommandStep(step.command, step.response) for step in self.commands),
             ip=self.target.ip,
             source_address=self.target.source_address,
+            proxy_protocol=self.target.proxy_protocol,
         )

@@ -94,7 +94,8 @@ async def _connect(session: SmtpSession, spec: ProbeSpec) -> _Wire | None:
                 break  # the same for every address: no use trying the others
             failure = connect_failure(error)
             continue
-        session.connected(perf_counter())
+        session.connected(perf_counter(), local=wire.endpoint("sockname"),
+                          peer=wire.endpoint("peername"))  # fmt: skip
         return wire
     kind, detail = failure
     session.failed(kind, naming_addresses(detail, spec.host, tried), perf_counter())
@@ -157,6 +158,11 @@ class _Wire(asyncio.Protocol):
         else:
             self._session.failed(*transfer_failure(exc), perf_counter())
         self._wake()
+
+    def endpoint(self, name: str) -> tuple[str, int] | None:
+        """(address, port) of the connection's `sockname` or `peername`."""
+        found = self._transport.get_extra_info(name) if self._transport else None
+        return (str(found[0]), int(found[1])) if found else None
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():

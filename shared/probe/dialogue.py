@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from smtp_checks.shared.errors import SmtpChecksError
+from smtp_checks.shared.probe import proxy_protocol
 from smtp_checks.shared.probe.failures import FailureKind, ProbeFailure
 from smtp_checks.shared.probe.phases import Phase
+from smtp_checks.shared.probe.proxy_protocol import Endpoint
 from smtp_checks.shared.probe.replies import ProtocolViolation, Reply, ReplyReader
 from smtp_checks.shared.probe.result import ProbeResult, RelayAnswer, TlsInfo
 from smtp_checks.shared.probe.spec import Mode, ProbeSpec, TlsMode
@@ -130,6 +132,7 @@ class SmtpSession:
         self._tls: TlsInfo | None = None
         self._relay: RelayAnswer | None = None
         self._address: str | None = None
+        self._endpoints: tuple[Endpoint | None, Endpoint | None] = (None, None)
         self._failure: ProbeFailure | None = None
         self._ended_at: float | None = None
         self._outbox: list[Action] = []
@@ -144,8 +147,11 @@ class SmtpSession:
         """The driver connects to `address` (one of the server's, in the resolver's order)."""
         self._address = address
 
-    def connected(self, at: float) -> None:
-        """The TCP connection is up."""
+    def connected(
+        self, at: float, *, local: Endpoint | None = None, peer: Endpoint | None = None
+    ) -> None:
+        """The TCP connection is up, from `local` to `peer` (what a PROXY header names)."""
+        self._endpoints = (local, peer)
         self._last_event_at = at
         self._dialogue = self._converse()
         self._advance(None)
@@ -289,6 +295,8 @@ class SmtpSession:
     # --- the dialogue ----------------------------------------------------------------------
 
     def _converse(self) -> Dialogue:
+        if self.spec.proxy_protocol is not None:
+            yield self._proxy_header(self.spec.proxy_protocol)
         if self.spec.tls.mode is TlsMode.IMPLICIT:
             self._begin(Phase.TLS)
             yield _SECURE
@@ -320,6 +328,16 @@ class SmtpSession:
         self._begin(Phase.QUIT)
         yield _Say("QUIT")
         yield from self._hear()
+
+    def _proxy_header(self, version: str) -> _SayRaw:
+        """The PROXY header, before anything else (TLS included), naming the real socket's
+        source and destination."""
+        local, peer = self._endpoints
+        if local is None or peer is None:
+            raise _Refused(FailureKind.NETWORK, "the connection's addresses are unknown")
+        if self.transcript is not None:
+            self.transcript.append("C: " + proxy_protocol.shown(version, local, peer))
+        return _SayRaw(proxy_protocol.proxy_header(version, local, peer))
 
     def _hear(self) -> Generator[_Step, Reply | None, Reply]:
         reply = yield _HEAR

@@ -101,11 +101,17 @@ def _connect(session: SmtpSession, spec: ProbeSpec, deadline: float) -> _Connect
         except _DeadlinePassed:
             sock.close()
             raise
-        session.connected(perf_counter())
+        session.connected(perf_counter(), local=_endpoint(sock.getsockname()),
+                          peer=_endpoint(sock.getpeername()))  # fmt: skip
         return _Connection(session, sock, deadline)
     kind, detail = failure
     session.failed(kind, naming_addresses(detail, spec.host, tried), perf_counter())
     return None
+
+
+def _endpoint(name: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:
+    """(address, port) of a socket name, IPv4 or IPv6."""
+    return str(name[0]), int(name[1])
 
 
 class _BindFailed(SmtpChecksError):

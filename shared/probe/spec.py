@@ -100,6 +100,7 @@ class ProbeSpec:
     helo_name: str | None = None  # None: this machine's fully qualified name
     ip: int | None = None  # 4 or 6: that address family only; None: the resolver's order
     source_address: str | None = None  # bind to this local address before connecting
+    proxy_protocol: str | None = None  # "v1" | "v2": send a PROXY header first
     expect: str | None = None  # a regular expression the banner must match (check_smtp -e)
     commands: tuple[CommandStep, ...] = ()
     record_transcript: bool = False  # keep the dialogue for --debug (AUTH lines redacted)

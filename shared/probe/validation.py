@@ -113,6 +113,13 @@ def ip_version(value: str) -> int:
     return int(value)
 
 
+def proxy_version(value: str) -> str:
+    """`proxy_protocol=`: v1 (text) or v2 (binary)."""
+    if value not in ("v1", "v2"):
+        raise ValueError(f"'{value}' is not a PROXY protocol version: v1 or v2")
+    return value
+
+
 def ip_literal(value: str) -> str:
     """An IPv4 or IPv6 address, as `source_address=` takes it."""
     one_line(value)
