@@ -11,7 +11,7 @@ _COMMON = """\
 --port              Port (default: 25; 465 with layer=ssl).
 --smtp-options      key=value, repeatable:
                       layer=tls|ssl|none  STARTTLS (default), implicit TLS, or clear text
-                      port=N, timeout=SECONDS, auth=AUTO|PLAIN|LOGIN|CRAM-MD5|none
+                      port=N, timeout=SECONDS, auth=AUTO|PLAIN|LOGIN|CRAM-MD5|XOAUTH2|none
                       ssl_verify_mode=SSL_VERIFY_PEER|1 (default) or SSL_VERIFY_NONE|0
                       ssl_verify_ca=FILE, ssl_verify_path=DIR  trusted CAs
                       hello=NAME  EHLO name;  debug=1  dialogue on stderr

@@ -24,6 +24,7 @@ import datetime
 import hmac
 import ipaddress
 import itertools
+import json
 import logging
 import secrets
 import shutil
@@ -89,6 +90,10 @@ TEST_USER = "monitor@example.com"
 TEST_PASSWORD = "s3cret-pw"  # a test credential, known to every test
 
 ALL_AUTH_MECHANISMS: tuple[str, ...] = ("PLAIN", "LOGIN", "CRAM-MD5")
+# Offered only when asked for (`auth_mechanisms=("XOAUTH2",)`): the password is the token.
+OAUTH_MECHANISMS: tuple[str, ...] = ("XOAUTH2",)
+# What Google's and Microsoft's servers answer to a bad token, before their 535.
+XOAUTH2_ERROR = {"status": "401", "schemes": "bearer", "scope": "https://mail.google.com/"}
 
 CertVariant = Literal["trusted", "wrong_host", "expired", "self_signed"]
 CERT_VARIANTS: tuple[CertVariant, ...] = get_args(CertVariant)
@@ -423,6 +428,29 @@ class _RecordingSMTP(SMTP):
             return
         await super().smtp_STARTTLS(arg)
 
+    # -- XOAUTH2 (Google's and Microsoft's): a bearer token in the initial response; a bad
+    # one gets a 334 with a base64 JSON error, then, after the client's empty line, a 535.
+    @auth_mechanism("XOAUTH2")
+    async def auth_XOAUTH2(self, _server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) != 2:
+            await self.push("501 5.5.2 XOAUTH2 needs an initial response")
+            return AuthResult(success=False, handled=True)
+        fields = dict(
+            part.split("=", 1)
+            for part in b64decode(args[1]).decode("utf-8", "replace").split("\x01")
+            if "=" in part
+        )
+        username, token = fields.get("user"), fields.get("auth", "").removeprefix("Bearer ")
+        cfg = self._state.config
+        ok = username == cfg.username and token == cfg.password and cfg.password is not None
+        self._state.record_auth(AuthAttempt("XOAUTH2", ok, username))
+        if ok:
+            if self.record is not None:
+                self._state.update(self.record, authenticated_as=username)
+            return AuthResult(success=True, handled=False, auth_data=username)
+        await self.challenge_auth(json.dumps(XOAUTH2_ERROR).encode())
+        return AuthResult(success=False, handled=False)
+
     # -- CRAM-MD5 (RFC 2195); aiosmtpd has no built-in for it
     @auth_mechanism("CRAM-MD5")
     async def auth_CRAM_MD5(self, _server: SMTP, args: list[str]) -> AuthResult:
@@ -709,7 +737,7 @@ class SmtpServer(_LoopbackServer):
             raise ValueError(f"unknown tls mode {tls!r}")
         if tls != "none" and tls_context is None:
             raise ValueError(f"tls={tls!r} needs a tls_context")
-        unknown = set(auth_mechanisms) - set(ALL_AUTH_MECHANISMS)
+        unknown = set(auth_mechanisms) - set(ALL_AUTH_MECHANISMS + OAUTH_MECHANISMS)
         if unknown:
             raise ValueError(f"unknown AUTH mechanisms {sorted(unknown)}")
         if (username is None) != (password is None):
@@ -751,7 +779,7 @@ class SmtpServer(_LoopbackServer):
             # AUTH with 538, so the requirement is already met there.
             auth_require_tls=auth_require_tls and tls != "ssl",
             auth_required=auth_required,
-            auth_exclude_mechanism=set(ALL_AUTH_MECHANISMS) - offered,
+            auth_exclude_mechanism=set(ALL_AUTH_MECHANISMS + OAUTH_MECHANISMS) - offered,
             authenticator=handler.authenticate,
             timeout=idle_timeout,
         )

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar, cast
 from smtp_checks.shared.config.values import SecretRef
 from smtp_checks.shared.identity import CheckIdentity
 from smtp_checks.shared.output.thresholds import Thresholds
-from smtp_checks.shared.probe.spec import CommandStep, MessageSpec, Mode, TlsMode
+from smtp_checks.shared.probe.spec import CommandStep, MechanismName, MessageSpec, Mode, TlsMode
 
 if TYPE_CHECKING:  # the models use the cascade; the cascade only reads them
     from smtp_checks.shared.config.models import (
@@ -52,6 +52,7 @@ class ScheduledCheck:
     ip: Literal[4, 6] | None = None
     source_address: str | None = None
     proxy_protocol: Literal["v1", "v2"] | None = None
+    auth: MechanismName | None = None  # None: the best mechanism the server offers
     expect: str | None = None
     commands: tuple[CommandStep, ...] = ()
 
@@ -132,6 +133,7 @@ def resolve(
             check.source_address, host.source_address, site.source_address if site else None
         ),
         proxy_protocol=_first(check.proxy_protocol, host.proxy_protocol),
+        auth=None if mode is Mode.RELAY else host.auth,
         expect=check.expect,
         commands=tuple(CommandStep(step.command, step.response) for step in check.commands),
     )

@@ -22,6 +22,7 @@ from smtp_checks.shared.config.checks import ScheduledCheck, resolve
 from smtp_checks.shared.config.rules import cross_field_problems, host_facts
 from smtp_checks.shared.config.values import (
     Addresses,
+    AuthMechanism,
     CentreonName,
     Command,
     EngineReader,
@@ -180,7 +181,8 @@ class Host(_Model):
     source_address: IpLiteral | None = None
     proxy_protocol: ProxyVersion | None = None
     username: OneLine | None = None
-    password: SecretRefField | None = None
+    password: SecretRefField | None = None  # XOAUTH2: a reference to the bearer token
+    auth: AuthMechanism | None = None  # unset: the best mechanism the server offers
     checks: Checks
 
 

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, PlainSerializer, Pl
 from smtp_checks.shared.errors import ThresholdError
 from smtp_checks.shared.output.thresholds import Thresholds
 from smtp_checks.shared.probe import validation
+from smtp_checks.shared.probe.spec import MechanismName
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ Regex = Annotated[str, AfterValidator(validation.regex)]
 IpLiteral = Annotated[str, AfterValidator(validation.ip_literal)]
 IpVersion = Literal[4, 6]
 ProxyVersion = Literal["v1", "v2"]
+AuthMechanism = MechanismName
 Command = Annotated[str, AfterValidator(validation.command)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 

@@ -25,6 +25,7 @@ from smtp_checks.shared.probe import validation
 from smtp_checks.shared.probe.spec import (
     CommandStep,
     Credentials,
+    MechanismName,
     MessageSpec,
     ProbeSpec,
     TlsMode,
@@ -93,6 +94,7 @@ class CheckRequest(Identified, _Message):
     warning: str | None = None
     critical: str | None = None
     username: str | None = None
+    auth: MechanismName | None = None
     password_ref: str | None = None  # env:NAME or file:PATH, resolved on the worker
 
     @model_validator(mode="before")
@@ -135,6 +137,7 @@ class CheckRequest(Identified, _Message):
             warning=check.warning,
             critical=check.critical,
             username=check.username,
+            auth=check.auth,
             password_ref=str(check.password) if check.password else None,
         )
 
@@ -142,7 +145,7 @@ class CheckRequest(Identified, _Message):
         """What to probe, once the worker has resolved the password."""
         credentials = None
         if self.username:
-            credentials = Credentials(self.username, password or "")
+            credentials = Credentials(self.username, password or "", mechanism=self.auth)
         return ProbeSpec(
             host=self.target.address,
             port=self.target.port,

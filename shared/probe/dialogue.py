@@ -381,18 +381,22 @@ class SmtpSession:
             line, shown = f"{line} {encoded}", f"{shown} {MASK}"
         reply = yield from self._command(line, shown)
         step = 0
+        explained: str | None = None  # the server's own words on why, when it gives them
         while reply.code == 334:
             if step == _MAX_AUTH_STEPS:
                 raise _Refused(FailureKind.PROTOCOL, "AUTH exchange does not end", reply)
             challenge = mechanism.challenge(reply.text)
             if challenge is None:
                 raise _Refused(FailureKind.PROTOCOL, "AUTH challenge is not base64")
-            answer = _encode(mechanism.answer(challenge, step, credentials), self._redact)
-            reply = yield from self._command(answer, MASK)
+            explained = mechanism.explain(challenge)
+            answer = mechanism.answer(challenge, step, credentials)
+            encoded = _encode(answer, self._redact) if answer else ""
+            reply = yield from self._command(encoded, MASK if answer else "")
             step += 1
         if reply.code != 235:
             # A hostile server could echo what we sent: `_fail` masks every secret.
-            raise _Refused(FailureKind.AUTH, f"authentication failed: {reply}", reply)
+            why = f" ({explained})" if explained else ""
+            raise _Refused(FailureKind.AUTH, f"authentication failed: {reply}{why}", reply)
 
     def _mechanism(self, offered: list[str] | None) -> Mechanism:
         from smtp_checks.shared.probe import sasl  # noqa: PLC0415 (hashlib: only for AUTH)

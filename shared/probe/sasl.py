@@ -1,4 +1,5 @@
-"""SASL mechanisms for SMTP AUTH (RFC 4954): PLAIN, LOGIN and CRAM-MD5.
+"""SASL mechanisms for SMTP AUTH (RFC 4954): PLAIN, LOGIN, CRAM-MD5, and XOAUTH2 (Google's and
+Microsoft's OAuth 2 bearer tokens: the password is the token).
 
 A mechanism only computes what to answer; the probe drives the exchange. Which mechanism is
 "best" depends on the channel: over TLS, PLAIN is the standard choice; in clear text,
@@ -11,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -25,6 +27,9 @@ class Mechanism:
         """What goes on the AUTH line itself, if the mechanism sends something first."""
         if self.name == "PLAIN":
             return f"\0{credentials.username}\0{credentials.password}".encode()
+        if self.name == "XOAUTH2":
+            user, token = credentials.username, credentials.password
+            return f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
         return None
 
     def challenge(self, text: str) -> bytes | None:
@@ -41,7 +46,22 @@ class Mechanism:
         if self.name == "CRAM-MD5":
             digest = hmac.new(credentials.password.encode(), challenge, hashlib.md5).hexdigest()
             return f"{credentials.username} {digest}".encode()
+        if self.name == "XOAUTH2":
+            return b""  # the challenge was the error: an empty answer gets the final reply
         raise ValueError(f"{self.name} expects no challenge")
+
+    def explain(self, challenge: bytes) -> str | None:
+        """What a challenge says when it is an error, not a question (XOAUTH2 sends a JSON
+        object: `{"status":"401","schemes":"bearer","scope":"..."}`); None otherwise."""
+        if self.name != "XOAUTH2":
+            return None
+        try:
+            error = json.loads(challenge)
+        except ValueError:
+            return challenge.decode("utf-8", "replace")
+        if not isinstance(error, dict):
+            return str(error)
+        return ", ".join(f"{key} {value}" for key, value in error.items())
 
 
 SUPPORTED = {name: Mechanism(name) for name in MECHANISMS}

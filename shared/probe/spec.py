@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal, get_args
 
 
 class Mode(StrEnum):
@@ -50,14 +51,16 @@ class TlsSettings:
 
 
 # The SASL mechanisms the probe speaks (shared/probe/sasl.py), in no order of preference.
-MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
+# XOAUTH2 (an OAuth 2 bearer token as the password) only when asked for by name.
+MechanismName = Literal["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"]
+MECHANISMS: tuple[str, ...] = get_args(MechanismName)
 
 
 @dataclass(frozen=True)
 class Credentials:
     username: str
     password: str = field(repr=False)
-    mechanism: str | None = None  # PLAIN, LOGIN, CRAM-MD5; None: the best the server offers
+    mechanism: str | None = None  # one of MECHANISMS; None: the best the server offers
 
 
 @dataclass(frozen=True)
