@@ -44,6 +44,7 @@ def _check(options: CheckOptions) -> int:
         options.spec.mode,
         options.thresholds,
         cert_thresholds=options.cert_thresholds,
+        chain_thresholds=options.chain_thresholds,
         extra_perfdata=options.extra_perfdata,
         float_precision=options.output.float_precision,
     )

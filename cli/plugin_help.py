@@ -19,6 +19,7 @@ _COMMON = """\
                         falling back to the next address, either family)
                       source_address=ADDR  connect from this local address
                       proxy_protocol=v1|v2  send a PROXY protocol header first
+                      tls_min_version=1.2|1.3  refuse weaker TLS sessions
                       expect=REGEX  the banner must match (else CRITICAL)
                       command=CMD[,response=REGEX]  repeatable, in order, after EHLO:
                         send CMD; its reply must match REGEX (else CRITICAL)
@@ -29,7 +30,10 @@ _COMMON = """\
 --critical          Critical threshold on the response time, in seconds (Nagios range).
 --warning-cert-days / --critical-cert-days
                     Thresholds on the server certificate's days to expiry (e.g. 30: / 7:).
---extra-perfdata    Add phase times, certificate days left and TLS details (--verbose).
+--warning-chain-days / --critical-chain-days
+                    The same on the earliest expiry of the chain the server sent.
+--extra-perfdata    Add phase times and the days left of the certificate and of its chain.
+--verbose           Also the server address (when given as a name), TLS version and cipher.
 """
 
 _MESSAGE = """\

@@ -45,6 +45,7 @@ PLUGIN_NAME = "apps::protocols::smtp::plugin"
 _SMTP_OPTIONS = frozenset(
     {"layer", "port", "auth", "timeout", "debug", "ssl_verify_mode", "ssl_verify_ca"}
     | {"ssl_verify_path", "ssl_verify_file", "hello", "ip", "source_address", "proxy_protocol"}
+    | {"tls_min_version"}
 )
 _SEND_OPTIONS = frozenset({"subject", "body", "contenttype", "charset", "cc", "bcc", "replyto"})
 _VERIFY_NONE = frozenset({"0", "SSL_VERIFY_NONE"})
@@ -58,6 +59,7 @@ class CheckOptions:
     spec: ProbeSpec
     thresholds: Thresholds
     cert_thresholds: Thresholds
+    chain_thresholds: Thresholds
     extra_perfdata: bool
     output: OutputOptions
     output_file: str | None
@@ -106,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--extra-perfdata", action="store_true")
     add("--warning-cert-days")
     add("--critical-cert-days")
+    add("--warning-chain-days")
+    add("--critical-chain-days")
     # Generic Centreon plugin options
     add("--verbose", action="store_true")
     add("--debug", action="store_true")
@@ -154,6 +158,9 @@ def parse(argv: list[str], environ: Mapping[str, str] | None = None) -> CheckOpt
         spec=_probe_spec(args, mode),
         thresholds=thresholds,
         cert_thresholds=_thresholds(args.warning_cert_days, args.critical_cert_days, "-cert-days"),
+        chain_thresholds=_thresholds(
+            args.warning_chain_days, args.critical_chain_days, "-chain-days"
+        ),
         extra_perfdata=args.extra_perfdata,
         output=output,
         output_file=args.output_file,
@@ -346,7 +353,11 @@ def _tls_settings(mode: TlsMode, smtp: dict[str, str]) -> TlsSettings:
         )
     ca_file = smtp.get("ssl_verify_ca") or smtp.get("ssl_verify_file")
     ca_path = smtp.get("ssl_verify_path")
+    minimum = smtp.get("tls_min_version")
     return TlsSettings(
+        min_version=_checked(validation.tls_version, minimum, "smtp-options tls_min_version")
+        if minimum
+        else None,
         mode=mode,
         verify=verify_mode in _VERIFY_PEER,
         ca_file=_checked(validation.ca_file, ca_file, "smtp-options ssl_verify_ca")

@@ -52,6 +52,7 @@ class ScheduledCheck:
     ip: Literal[4, 6] | None = None
     source_address: str | None = None
     proxy_protocol: Literal["v1", "v2"] | None = None
+    tls_min_version: Literal["1.2", "1.3"] | None = None
     auth: MechanismName | None = None  # None: the best mechanism the server offers
     expect: str | None = None
     commands: tuple[CommandStep, ...] = ()
@@ -133,6 +134,7 @@ def resolve(
             check.source_address, host.source_address, site.source_address if site else None
         ),
         proxy_protocol=_first(check.proxy_protocol, host.proxy_protocol),
+        tls_min_version=_first(host.tls_min_version, defaults.tls_min_version),
         auth=None if mode is Mode.RELAY else host.auth,
         expect=check.expect,
         commands=tuple(CommandStep(step.command, step.response) for step in check.commands),

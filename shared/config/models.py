@@ -38,6 +38,7 @@ from smtp_checks.shared.config.values import (
     Regex,
     SecretRefField,
     SiteName,
+    TlsMinVersion,
     number_as_text,
     threshold_text,
 )
@@ -61,6 +62,7 @@ class Defaults(_Model):
     tls: TlsMode = TlsMode.STARTTLS
     verify_tls: bool = True
     ca_file: str | None = None
+    tls_min_version: TlsMinVersion | None = None  # "1.2" | "1.3"; unset: Python's (1.2)
 
 
 class Site(_Model):
@@ -175,6 +177,7 @@ class Host(_Model):
     tls: TlsMode | None = None
     verify_tls: bool | None = None
     ca_file: str | None = None
+    tls_min_version: TlsMinVersion | None = None
     timeout: PositiveFloat | None = None
     interval: PositiveInt | None = None
     ip: IpVersion | None = None

@@ -78,6 +78,7 @@ Regex = Annotated[str, AfterValidator(validation.regex)]
 IpLiteral = Annotated[str, AfterValidator(validation.ip_literal)]
 IpVersion = Literal[4, 6]
 ProxyVersion = Literal["v1", "v2"]
+TlsMinVersion = Literal["1.2", "1.3"]
 AuthMechanism = MechanismName
 Command = Annotated[str, AfterValidator(validation.command)]
 Port = Annotated[int, Field(ge=1, le=65535)]

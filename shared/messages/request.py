@@ -55,6 +55,7 @@ class Target(_Message):
     ip: Literal[4, 6] | None = None
     source_address: Annotated[str | None, AfterValidator(_optional_ip)] = None
     proxy_protocol: Literal["v1", "v2"] | None = None
+    tls_min_version: Literal["1.2", "1.3"] | None = None
 
 
 class MessageParams(_Message):
@@ -127,6 +128,7 @@ class CheckRequest(Identified, _Message):
                 ip=check.ip,
                 source_address=check.source_address,
                 proxy_protocol=check.proxy_protocol,
+                tls_min_version=check.tls_min_version,
             ),
             message=MessageParams.from_spec(check.message) if check.message else None,
             expect=check.expect,
@@ -151,7 +153,10 @@ class CheckRequest(Identified, _Message):
             port=self.target.port,
             mode=self.identity.mode,
             tls=TlsSettings(
-                mode=self.target.tls, verify=self.target.verify_tls, ca_file=self.target.ca_file
+                mode=self.target.tls,
+                verify=self.target.verify_tls,
+                ca_file=self.target.ca_file,
+                min_version=self.target.tls_min_version,
             ),
             timeout=self.target.timeout,
             credentials=credentials,

@@ -85,6 +85,7 @@ class CheckResult(Identified, _Message):
     tls_version: str | None = None
     tls_cipher: str | None = None
     cert_days_left: float | None = None
+    chain_days_left: float | None = None  # the earliest expiry of the chain the server sent
     # Mode relay: the outside recipient tried; `reply_code` and `detail` are its RCPT reply.
     relay_recipient: str | None = None
     server_address: str | None = None  # the address connected to (or the last one tried)
@@ -142,6 +143,7 @@ class CheckResult(Identified, _Message):
                 "tls_version": tls.version if tls else None,
                 "tls_cipher": tls.cipher if tls else None,
                 "cert_days_left": tls.cert_days_left if tls else None,
+                "chain_days_left": tls.chain_days_left if tls else None,
                 "server_address": probe.address,
             }
         )
@@ -159,7 +161,9 @@ class CheckResult(Identified, _Message):
             )
         tls = None
         if self.tls_version is not None:
-            tls = TlsInfo(self.tls_version, self.tls_cipher or "", self.cert_days_left)
+            tls = TlsInfo(
+                self.tls_version, self.tls_cipher or "", self.cert_days_left, self.chain_days_left
+            )
         relay = None
         if failure is None and self.relay_recipient is not None:
             relay = RelayAnswer(self.relay_recipient, self.reply_code or 0, self.detail)

@@ -12,7 +12,7 @@ from smtp_checks.shared.output.status import Status
 from smtp_checks.shared.output.thresholds import Thresholds
 from smtp_checks.shared.probe.failures import FailureKind, ProbeFailure
 from smtp_checks.shared.probe.phases import Phase
-from smtp_checks.shared.probe.result import ProbeResult, RelayAnswer, TlsInfo
+from smtp_checks.shared.probe.result import ProbeResult, RelayAnswer
 from smtp_checks.shared.probe.spec import Mode
 
 NO_THRESHOLDS = Thresholds(None, None)
@@ -24,6 +24,7 @@ def report(
     thresholds: Thresholds,
     *,
     cert_thresholds: Thresholds = NO_THRESHOLDS,
+    chain_thresholds: Thresholds = NO_THRESHOLDS,
     extra_perfdata: bool = False,
     float_precision: int = 8,
 ) -> PluginOutput:
@@ -53,10 +54,17 @@ def report(
             precision=3,
         )
     )
+    tls = result.tls
     if cert_thresholds != NO_THRESHOLDS or extra_perfdata:
-        _report_certificate(output, result.tls, cert_thresholds, float_precision)
+        days = tls.cert_days_left if tls else None
+        _report_expiry(output, _LEAF, days, cert_thresholds, float_precision)
+    if chain_thresholds != NO_THRESHOLDS or extra_perfdata:
+        days = tls.chain_days_left if tls else None
+        _report_expiry(output, _CHAIN, days, chain_thresholds, float_precision)
     if extra_perfdata:
         _report_phases(output, result)
+    if tls is not None:  # shown with --verbose
+        output.add_message(Status.OK, None, long=f"TLS {tls.version} {tls.cipher}")
     return output
 
 
@@ -92,22 +100,31 @@ def failure_message(failure: ProbeFailure, mode: Mode) -> tuple[Status, str]:
     return status, f"Unable to send message: {failure.detail}"
 
 
-def _report_certificate(
-    output: PluginOutput, tls: TlsInfo | None, thresholds: Thresholds, float_precision: int
+# (perfdata label, what expires) for the leaf certificate and for the chain the server sent.
+_LEAF = ("cert_days_left", "Certificate")
+_CHAIN = ("chain_days_left", "Certificate chain")
+
+
+def _report_expiry(
+    output: PluginOutput,
+    what: tuple[str, str],
+    days: float | None,
+    thresholds: Thresholds,
+    float_precision: int,
 ) -> None:
-    if tls is None or tls.cert_days_left is None:
+    label, name = what
+    if days is None:
         if thresholds != NO_THRESHOLDS:
             output.add_message(Status.UNKNOWN, "No server certificate to check (TLS not used)")
         return
-    days = tls.cert_days_left
     if thresholds != NO_THRESHOLDS:
         output.add_message(
             thresholds.evaluate(days, float_precision),
-            f"Certificate expires in {days:.0f} day(s)",
+            f"{name} expires in {days:.0f} day(s)",
         )
     output.add_perfdata(
         Perfdata(
-            label="cert_days_left",
+            label=label,
             value=days,
             unit="d",
             warning=thresholds.warning,
@@ -128,5 +145,3 @@ def _report_phases(output: PluginOutput, result: ProbeResult) -> None:
                     precision=3,
                 )
             )
-    if result.tls is not None:
-        output.add_message(Status.OK, None, long=f"TLS {result.tls.version} {result.tls.cipher}")

@@ -199,7 +199,7 @@ class _Wire(asyncio.Protocol):
                 self._transport, self, context, server_hostname=action.server_hostname
             )
         except (OSError, EOFError) as error:
-            self._session.failed(*handshake_failure(error), perf_counter())
+            self._session.failed(*handshake_failure(error, self._session.spec.tls), perf_counter())
             return
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport

@@ -13,6 +13,8 @@ class TlsInfo:
     version: str  # e.g. TLSv1.3
     cipher: str
     cert_days_left: float | None  # None when the certificate could not be read
+    # The earliest expiry among the certificates the server sent (leaf and intermediates).
+    chain_days_left: float | None = None
 
 
 @dataclass(frozen=True)

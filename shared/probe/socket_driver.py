@@ -253,7 +253,8 @@ class _Connection:
             except ssl.SSLWantWriteError:
                 _wait(tls, self._deadline, write=True)
             except OSError as error:
-                self._session.failed(*handshake_failure(error), perf_counter())
+                failure = handshake_failure(error, self._session.spec.tls)
+                self._session.failed(*failure, perf_counter())
                 return
         self._session.tls_started(session_info(tls), perf_counter())
 

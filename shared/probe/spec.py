@@ -48,6 +48,7 @@ class TlsSettings:
     verify: bool = True  # certificate chain and host name
     ca_file: str | None = None
     ca_path: str | None = None
+    min_version: str | None = None  # "1.2" | "1.3": refuse weaker sessions; None: Python's (1.2)
 
 
 # The SASL mechanisms the probe speaks (shared/probe/sasl.py), in no order of preference.

@@ -120,6 +120,13 @@ def proxy_version(value: str) -> str:
     return value
 
 
+def tls_version(value: str) -> str:
+    """`tls_min_version=`: 1.2 or 1.3."""
+    if value not in ("1.2", "1.3"):
+        raise ValueError(f"'{value}' is not a TLS version this probe can require: 1.2 or 1.3")
+    return value
+
+
 def ip_literal(value: str) -> str:
     """An IPv4 or IPv6 address, as `source_address=` takes it."""
     one_line(value)

@@ -58,6 +58,10 @@ CASES = [
      "Wrong smtp-send-options cc: 'not an address' is not a mail address (local@domain)"),
     (["--mode=message", "--smtp-from=monitor@example.com", "--smtp-to=probe"],
      "Wrong --smtp-to: 'probe' is not a mail address"),
+    (["--mode=login", "--smtp-options=tls_min_version=1.1"],
+     "Wrong smtp-options tls_min_version: '1.1' is not a TLS version this probe can require"),
+    (["--mode=login", "--smtp-options=proxy_protocol=v3"],
+     "Wrong smtp-options proxy_protocol: 'v3' is not a PROXY protocol version: v1 or v2"),
 ]  # fmt: skip
 
 
@@ -98,7 +102,8 @@ OPTIONS = [
 _TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=40)
 _KEYS = st.sampled_from(
     ["hello", "layer", "port", "auth", "timeout", "ssl_verify_mode", "ssl_verify_ca", "subject",
-     "body", "contenttype", "charset", "cc", "bcc", "replyto", "debug", "anything"]
+     "body", "contenttype", "charset", "cc", "bcc", "replyto", "debug", "anything", "ip",
+     "source_address", "proxy_protocol", "tls_min_version", "expect", "command", "response"]
 )  # fmt: skip
 _VALUES = _TEXT | st.builds(lambda key, value: f"{key}={value}", _KEYS, _TEXT)
 
