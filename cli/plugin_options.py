@@ -237,14 +237,15 @@ def _substitutions(values: list[str]) -> tuple[Substitution, ...]:
     return tuple(rule for rule in map(parse_substitution, values) if rule is not None)
 
 
-def _number(text: str, option: str) -> float:
+def _timeout(text: str, option: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise OptionError(f"Wrong {option} option '{text}'") from None
-    if value <= 0:
-        raise OptionError(f"Wrong {option} option '{text}': must be positive")
-    return value
+    try:
+        return validation.timeout(value)
+    except ValueError as error:
+        raise OptionError(f"Wrong {option} option: {error}") from None
 
 
 def _key_values(items: list[str], allowed: frozenset[str], what: str) -> dict[str, str]:
@@ -296,9 +297,9 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
         raise OptionError(f"Wrong smtp-options layer: {error}") from None
     port_text = smtp.get("port") or args.port
     port = _port(port_text) if port_text else tls_mode.default_port
-    timeout = _number(args.timeout, "timeout")
+    timeout = _timeout(args.timeout, "timeout")
     if "timeout" in smtp:
-        timeout = min(timeout, _number(smtp["timeout"], "smtp-options timeout"))
+        timeout = min(timeout, _timeout(smtp["timeout"], "smtp-options timeout"))
     hello = smtp.get("hello")
     ip, source = _addressing(args.hostname, smtp)
     return ProbeSpec(

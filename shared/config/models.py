@@ -11,7 +11,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    PositiveFloat,
     PositiveInt,
     ValidationInfo,
     field_validator,
@@ -38,6 +37,7 @@ from smtp_checks.shared.config.values import (
     Regex,
     SecretRefField,
     SiteName,
+    Timeout,
     TlsMinVersion,
     number_as_text,
     threshold_text,
@@ -57,7 +57,7 @@ class _Model(BaseModel):
 class Defaults(_Model):
     interval: PositiveInt = 60
     ip: IpVersion | None = None  # 4 or 6 only; unset: the resolver's order, either family
-    timeout: PositiveFloat = 30.0
+    timeout: Timeout = 30.0
     port: Port | None = None  # None: the TLS mode's port (25, or 465 for ssl)
     tls: TlsMode = TlsMode.STARTTLS
     verify_tls: bool = True
@@ -99,7 +99,7 @@ class CheckSettings(_Model):
 
     service: CentreonName | None = None
     interval: PositiveInt | None = None
-    timeout: PositiveFloat | None = None
+    timeout: Timeout | None = None
     port: Port | None = None
     tls: TlsMode | None = None
     verify_tls: bool | None = None
@@ -178,7 +178,7 @@ class Host(_Model):
     verify_tls: bool | None = None
     ca_file: str | None = None
     tls_min_version: TlsMinVersion | None = None
-    timeout: PositiveFloat | None = None
+    timeout: Timeout | None = None
     interval: PositiveInt | None = None
     ip: IpVersion | None = None
     source_address: IpLiteral | None = None

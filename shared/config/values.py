@@ -75,6 +75,7 @@ OneLine = Annotated[str, Field(min_length=1), AfterValidator(validation.one_line
 HostAddress = Annotated[str, Field(min_length=1), AfterValidator(validation.host_name)]
 MailAddress = Annotated[str, Field(min_length=1), AfterValidator(validation.mail_address)]
 Regex = Annotated[str, AfterValidator(validation.regex)]
+Timeout = Annotated[float, Field(allow_inf_nan=False), AfterValidator(validation.timeout)]
 IpLiteral = Annotated[str, AfterValidator(validation.ip_literal)]
 IpVersion = Literal[4, 6]
 ProxyVersion = Literal["v1", "v2"]

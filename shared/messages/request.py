@@ -51,7 +51,7 @@ class Target(_Message):
     tls: TlsMode
     verify_tls: bool = True
     ca_file: str | None = None
-    timeout: float = Field(gt=0)
+    timeout: float = Field(gt=0, le=validation.MAX_TIMEOUT, allow_inf_nan=False)
     ip: Literal[4, 6] | None = None
     source_address: Annotated[str | None, AfterValidator(_optional_ip)] = None
     proxy_protocol: Literal["v1", "v2"] | None = None

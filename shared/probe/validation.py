@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import ipaddress
+import math
 import os
 import re
 import socket
@@ -103,6 +104,18 @@ def content_type(value: str) -> str:
     one_line(value)
     if not re.fullmatch(r"text/[A-Za-z0-9.+-]+", value):
         raise ValueError(f"'{value}' is not a text content type (text/plain, text/html...)")
+    return value
+
+
+MAX_TIMEOUT = 86400.0  # seconds: a day; beyond, a deadline is a typo (and overflows clocks)
+
+
+def timeout(value: float) -> float:
+    """A check's timeout: a finite number of seconds, positive, at most a day."""
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"'{value:g}' is not a positive number of seconds")
+    if value > MAX_TIMEOUT:
+        raise ValueError(f"'{value:g}' seconds is more than a day ({MAX_TIMEOUT:g})")
     return value
 
 

@@ -58,6 +58,10 @@ CASES = [
      "Wrong smtp-send-options cc: 'not an address' is not a mail address (local@domain)"),
     (["--mode=message", "--smtp-from=monitor@example.com", "--smtp-to=probe"],
      "Wrong --smtp-to: 'probe' is not a mail address"),
+    (["--mode=login", "--timeout=nan"], "Wrong timeout option: 'nan' is not a positive number"),
+    (["--mode=login", "--timeout=1e309"], "Wrong timeout option: 'inf' is not a positive number"),
+    (["--mode=login", "--smtp-options=timeout=1e6"],
+     "Wrong smtp-options timeout option: '1e+06' seconds is more than a day (86400)"),
     (["--mode=login", "--smtp-options=tls_min_version=1.1"],
      "Wrong smtp-options tls_min_version: '1.1' is not a TLS version this probe can require"),
     (["--mode=login", "--smtp-options=proxy_protocol=v3"],
@@ -109,7 +113,12 @@ _VALUES = _TEXT | st.builds(lambda key, value: f"{key}={value}", _KEYS, _TEXT)
 
 
 @pytest.mark.parametrize("option", OPTIONS)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Derandomised: every run explores the same examples, so a red CI is a bug, never bad luck.
+# To explore more, raise max_examples locally (a random run found `--timeout=nan`).
+@settings(
+    max_examples=60, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)  # fmt: skip
 @given(value=_VALUES)
 def test_any_value_of_any_option_gives_a_plugin_line_and_exit_code(option: str, value: str) -> None:
     code, out = run(*MESSAGE, "--hostname=127.0.0.1", f"--port={PORT}", f"{option}={value}")

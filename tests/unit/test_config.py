@@ -264,6 +264,11 @@ def host_config(host_lines: str, extra: str = "") -> str:
         ),
         # The probe's rules, as `smtp-checks check` applies them (shared/probe/validation.py).
         (
+            "- {name: mx1, address: a, site: paris, timeout: .inf, checks: {login: {}}}",
+            "hosts[0].timeout",
+            "finite number",
+        ),
+        (
             "- {name: mx1, address: a, site: paris, checks: {message: {from: m@x, to: [probe]}}}",
             "hosts[0].checks.message.to[0]",
             "'probe' is not a mail address (local@domain)",
