@@ -30,7 +30,9 @@ PIPELINE_SERVICE = "Pipeline"
 # Seconds without a "real" result after which a service counts as starved: never, for these
 # (the consumer that would say so is the one that produces them).
 NEVER_STARVED = 10 * 365 * 86400.0
-_PERFDATA_ROOM = 4096  # perfdata is cut to whole items by the forwarders
+# Characters kept of the output and of each perfdata item: as much as a command file line
+# holds; the forwarders cut what is too long, perfdata at whole items.
+_TEXT_ROOM = 4096
 
 
 def site_service(site: str) -> str:
@@ -80,11 +82,8 @@ class SelfCheck:
             scheduled_for=now,
             stale_at=now + SELF_CHECK_EVERY,
         )
+        perfdata = " ".join(sanitize(item.render(), _TEXT_ROOM) for item in report.perfdata)
         passive = PassiveResult(
-            identity,
-            int(report.status),
-            sanitize(report.output),
-            sanitize(report.perfdata_text, max_length=_PERFDATA_ROOM),
-            now,
+            identity, int(report.status), sanitize(report.output, _TEXT_ROOM), perfdata, now
         )
         return Observation(run_id, passive)

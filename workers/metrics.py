@@ -22,8 +22,8 @@ _WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 STARTED = Counter("smtp_checks_checks_started_total", "Checks a worker started.", ["site", "mode"])
 FINISHED = Counter(
     "smtp_checks_checks_finished_total",
-    "Checks a worker finished, by outcome (success, or why not: dns, refused, timeout, tls, "
-    "certificate, auth, rejected, protocol, network, credential, throttled).",
+    "Checks a worker finished, by outcome (success, or why not: dns, refused, network, "
+    "timeout, tls, certificate, auth, rejected, protocol, unexpected, credential, throttled).",
     ["site", "mode", "outcome"],
 )
 IN_FLIGHT = Gauge(

@@ -18,6 +18,7 @@ from smtp_checks.shared.config.models import (
     Config,
     Defaults,
     Host,
+    Site,
     Sites,
     is_redis_url,
 )
@@ -82,7 +83,7 @@ def parse_config(data: Mapping[str, Any], file: str = "<config>") -> Config:
         defaults, sites, hosts = _valid_parts(data)
     else:
         problems = [ConfigProblem(file, where, why) for where, why in _delivery_problems(config)]
-        defaults, sites, hosts = config.defaults, set(config.sites), host_facts(config.hosts)
+        defaults, sites, hosts = config.defaults, config.sites, host_facts(config.hosts)
     problems += [
         ConfigProblem(file, where, why)
         for where, why in cross_field_problems(defaults, sites, hosts)
@@ -131,16 +132,16 @@ def _broker_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _valid_parts(
     data: Mapping[str, Any],
-) -> tuple[Defaults | None, set[str] | None, list[HostFacts]]:
+) -> tuple[Defaults | None, Mapping[str, Site] | None, list[HostFacts]]:
     # Some part is invalid: still check the rules across fields on the parts that are valid,
     # so that one run reports everything.
     defaults: Defaults | None = None
-    sites: set[str] | None = None
+    sites: Mapping[str, Site] | None = None
     hosts: list[HostFacts] = []
     with suppress(ValidationError):
         defaults = Defaults.model_validate(data.get("defaults", {}))
     with suppress(ValidationError):
-        sites = set(TypeAdapter(Sites).validate_python(data.get("sites")))
+        sites = TypeAdapter(Sites).validate_python(data.get("sites"))
     raw_hosts = data.get("hosts")
     for index, raw in enumerate(raw_hosts if isinstance(raw_hosts, list) else []):
         try:

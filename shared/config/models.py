@@ -265,7 +265,7 @@ class Config(_Model):
     def _consistent(self, info: ValidationInfo) -> Config:
         # parse_config reports these itself, each at its own location.
         if not (info.context or {}).get("skip_cross_field"):
-            problems = cross_field_problems(self.defaults, set(self.sites), host_facts(self.hosts))
+            problems = cross_field_problems(self.defaults, self.sites, host_facts(self.hosts))
             if problems:
                 raise ValueError("; ".join(f"{where}: {why}" for where, why in problems))
         return self

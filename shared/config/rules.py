@@ -10,7 +10,9 @@ from smtp_checks.shared.config.checks import DEFAULT_SERVICES, resolve
 from smtp_checks.shared.probe import validation
 
 if TYPE_CHECKING:
-    from smtp_checks.shared.config.models import Defaults, Host
+    from collections.abc import Mapping
+
+    from smtp_checks.shared.config.models import Defaults, Host, Site
 
 
 class HostFacts(NamedTuple):
@@ -27,7 +29,7 @@ def host_facts(hosts: list[Host]) -> list[HostFacts]:
 
 
 def cross_field_problems(
-    defaults: Defaults | None, sites: set[str] | None, hosts: list[HostFacts]
+    defaults: Defaults | None, sites: Mapping[str, Site] | None, hosts: list[HostFacts]
 ) -> list[tuple[str, str]]:
     """Rules no single field can check. A None part was invalid itself: its rules are skipped."""
     problems: list[tuple[str, str]] = []
@@ -62,7 +64,8 @@ def cross_field_problems(
                 )
             services.setdefault(service, f"{mode.value} check's")
             if defaults is not None:
-                resolved = resolve(defaults, host, mode, check)
+                host_site = sites.get(host.site) if sites is not None else None
+                resolved = resolve(defaults, host, mode, check, site=host_site)
                 try:
                     validation.families(host.address, resolved.ip, resolved.source_address)
                 except ValueError as error:

@@ -46,7 +46,7 @@ class _Message(BaseModel):
 
 
 class Target(_Message):
-    address: str
+    address: Annotated[str, AfterValidator(validation.host_name)]
     port: int = Field(gt=0, lt=65536)
     tls: TlsMode
     verify_tls: bool = True
@@ -58,16 +58,22 @@ class Target(_Message):
     tls_min_version: Literal["1.2", "1.3"] | None = None
 
 
+_Address = Annotated[str, AfterValidator(validation.mail_address)]
+
+
 class MessageParams(_Message):
-    sender: str
-    to: tuple[str, ...] = Field(min_length=1)
-    cc: tuple[str, ...] = ()
-    bcc: tuple[str, ...] = ()
-    subject: str
-    body: str
-    content_type: str
-    charset: str
-    reply_to: str | None = None
+    """The mail of a message or relay check: checked as the config is, so that a message
+    made by hand cannot put two commands on one line."""
+
+    sender: _Address
+    to: tuple[_Address, ...] = Field(min_length=1)
+    cc: tuple[_Address, ...] = ()
+    bcc: tuple[_Address, ...] = ()
+    subject: Annotated[str, AfterValidator(validation.one_line)]
+    body: Annotated[str, AfterValidator(validation.text)]
+    content_type: Annotated[str, AfterValidator(validation.content_type)]
+    charset: Annotated[str, AfterValidator(validation.charset)]
+    reply_to: _Address | None = None
 
     @classmethod
     def from_spec(cls, spec: MessageSpec) -> MessageParams:

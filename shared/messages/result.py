@@ -98,7 +98,7 @@ class CheckResult(Identified, _Message):
     def _version_1(cls, data: Any) -> Any:
         return version_1.upgraded(data)
 
-    @field_validator("detail", "tls_version", "tls_cipher", "relay_recipient")
+    @field_validator("detail", "tls_version", "tls_cipher", "relay_recipient", "server_address")
     @classmethod
     def _sanitised(cls, value: str | None) -> str | None:
         # The worker sanitised it; a result is still network-borne text when it reaches the

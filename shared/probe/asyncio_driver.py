@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import socket
 from time import perf_counter
 
@@ -103,10 +102,9 @@ async def _connect(session: SmtpSession, spec: ProbeSpec) -> _Wire | None:
 
 
 def _is_bind_error(error: OSError) -> bool:
-    """asyncio binds the local address itself and says so in the error's text."""
-    return error.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE, errno.EACCES) or (
-        "while attempting to bind" in str(error)
-    )
+    """asyncio binds the local address itself and says so in the error's text (the same
+    errno from connect() is a connect failure, and the next address is tried)."""
+    return "while attempting to bind" in str(error)
 
 
 async def _addresses(host: str, port: int, family: int) -> Addresses | str:

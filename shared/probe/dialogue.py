@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from smtp_checks.shared.probe.sasl import Mechanism
 
 _MAX_AUTH_STEPS = 4
+# Characters of a reply an `expect`/`response` pattern is searched in: a hostile reply can
+# be long, and a pattern that backtracks badly must not hold the worker's loop for long.
+_MAX_MATCHED = 4096
 _WAITING_FOR = {
     Phase.CONNECT: "while connecting",
     Phase.TLS: "during the TLS handshake",
@@ -431,7 +434,7 @@ class SmtpSession:
         self._begin(Phase.RCPT)
         recipient = spec.to[0]
         reply = yield from self._command(f"RCPT TO:<{recipient}>")
-        self._relay = RelayAnswer(recipient, reply.code, sanitize(str(reply)))
+        self._relay = RelayAnswer(sanitize(recipient), reply.code, sanitize(str(reply)))
         self._begin(Phase.QUIT)
         yield from self._command("RSET")
 
@@ -459,7 +462,7 @@ class SmtpSession:
 def _expect(what: str, pattern: str | None, reply: Reply) -> None:
     """A reply that does not match the check's pattern ends the check: it names the step,
     the pattern and the reply (the failure sanitises it)."""
-    if pattern is not None and re.search(pattern, str(reply)) is None:
+    if pattern is not None and re.search(pattern, str(reply)[:_MAX_MATCHED]) is None:
         raise _Refused(FailureKind.UNEXPECTED, f"{what}: expected /{pattern}/, got: {reply}", reply)
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 from smtp_checks.shared.probe.spec import MECHANISMS, Credentials
 
+_MAX_EXPLAINED = 2048  # bytes of an error challenge worth decoding (the output shows 200)
+
 
 @dataclass(frozen=True)
 class Mechanism:
@@ -55,12 +57,13 @@ class Mechanism:
         object: `{"status":"401","schemes":"bearer","scope":"..."}`); None otherwise."""
         if self.name != "XOAUTH2":
             return None
+        text = challenge[:_MAX_EXPLAINED].decode("utf-8", "replace")
         try:
-            error = json.loads(challenge)
-        except ValueError:
-            return challenge.decode("utf-8", "replace")
+            error = json.loads(text)
+        except (ValueError, RecursionError):  # not JSON, or hostile nesting
+            return text
         if not isinstance(error, dict):
-            return str(error)
+            return text
         return ", ".join(f"{key} {value}" for key, value in error.items())
 
 

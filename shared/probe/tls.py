@@ -70,15 +70,17 @@ def session_info(ssl_object: ssl.SSLObject | ssl.SSLSocket, now: float | None = 
 
 def _chain_days_left(ssl_object: ssl.SSLObject | ssl.SSLSocket, now: float) -> float | None:
     """Days to the earliest expiry among the certificates the server sent, verified or not.
-    Python 3.13 has `get_unverified_chain()`; before it, the same call of the `_ssl` object."""
+    Python 3.13 has `get_unverified_chain()`; before it, the same call of the `_ssl` object.
+    (On 3.13 the chain comes as DER bytes, parsed with cryptography: a slower import.)"""
     getter = getattr(ssl_object, "get_unverified_chain", None)
     if getter is None:
         getter = getattr(getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
-    chain = getter() if getter is not None else None
-    if not chain:
+    try:
+        chain = getter() if getter is not None else None
+        expiries = [_not_after(certificate) for certificate in chain or ()]
+    except Exception:  # a certificate OpenSSL took that we cannot read: no figure, no crash
         return None
-    expiries = [_not_after(certificate) for certificate in chain]
-    return (min(expiries) - now) / _SECONDS_PER_DAY
+    return (min(expiries) - now) / _SECONDS_PER_DAY if expiries else None
 
 
 def _not_after(certificate: object) -> float:
@@ -92,6 +94,13 @@ def _not_after(certificate: object) -> float:
 
 
 def _days_left(ssl_object: ssl.SSLObject | ssl.SSLSocket, now: float) -> float | None:
+    try:
+        return _leaf_days_left(ssl_object, now)
+    except Exception:  # an unverified certificate we cannot parse: no figure, no crash
+        return None
+
+
+def _leaf_days_left(ssl_object: ssl.SSLObject | ssl.SSLSocket, now: float) -> float | None:
     certificate = ssl_object.getpeercert()
     if certificate and "notAfter" in certificate:
         not_after = ssl.cert_time_to_seconds(str(certificate["notAfter"]))

@@ -10,8 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import os
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -144,7 +149,7 @@ def test_a_worker_takes_ip_and_the_sites_egress_address_from_the_config(
     text, _, outcome = _run(config)
     assert outcome is Outcome.SUCCESS, text
     mta.wait_for_log(r"postfix/smtpd\[\d+\]: connect from \S+\[127\.0\.0\.3\]")
-    text, _, outcome = _run(_config(mta, source_address="::1"))  # the host's wins, IPv6
+    text, _, outcome = _run(_config(mta, source_address="::1"))  # the host's wins: IPv6
     assert outcome is Outcome.SUCCESS, text
 
 
@@ -159,9 +164,70 @@ def test_a_worker_without_the_configured_source_address_fails_clearly(
     )
 
 
-def test_the_config_refuses_families_that_disagree(mta: PostfixInstance) -> None:
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ({}, "the host IPv6, source_address IPv4"),  # the site's egress address, 127.0.0.3
+        ({"ip": 4}, "the host IPv6, source_address IPv4, ip IPv4"),
+        ({"address": "127.0.0.1", "ip": 6}, "the host IPv4, source_address IPv4, ip IPv6"),
+    ],
+)
+def test_the_config_refuses_families_that_disagree(
+    mta: PostfixInstance, host: dict[str, object], reason: str
+) -> None:
     with pytest.raises(ConfigError) as raised:
-        parse_config(_config(mta, ip=4))  # ::1 is IPv6; the site's source address IPv4
+        parse_config(_config(mta, **host))
     [problem] = raised.value.problems
     assert problem.location == "hosts[0].checks.login"
-    assert problem.reason == "address families disagree: the host IPv6, ip IPv4"
+    assert problem.reason == f"address families disagree: {reason}"
+
+
+def _with_hosts_file(hosts: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run `argv` in a mount namespace of its own where /etc/hosts is `hosts`: a name with
+    both an IPv6 and an IPv4 address, which this machine's resolver has none of, without
+    touching the machine's own /etc/hosts (root and util-linux's unshare, as on CI)."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        message = "needs root and unshare (util-linux) for a private /etc/hosts"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    script = f'mount --bind "{hosts}" /etc/hosts && exec "$@"'
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", *argv],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def dual_stack_name(tmp_path: Path) -> Path:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n::1 dual.test\n127.0.0.1 dual.test\n")
+    return hosts
+
+
+def _cli(port: int, *options: str) -> list[str]:
+    return [
+        sys.executable, "-m", "smtp_checks.cli.main", "check", PLUGIN, "--mode=login",
+        "--hostname=dual.test", f"--port={port}", "--smtp-options=layer=none", "--timeout=5",
+        "--verbose", *(f"--smtp-options={option}" for option in options),
+    ]  # fmt: skip
+
+
+def test_a_name_falls_back_to_its_next_address_in_the_other_family(
+    plain_server: SmtpServer, dual_stack_name: Path
+) -> None:
+    # The resolver gives ::1 first; the server listens on 127.0.0.1 only.
+    done = _with_hosts_file(dual_stack_name, _cli(plain_server.port))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[1] == "Server address 127.0.0.1", done.stdout
+    done = _with_hosts_file(dual_stack_name, _cli(plain_server.port, "ip=6"))
+    assert (done.returncode, done.stdout.splitlines()[0]) == (
+        2, "CRITICAL: Unable to connect to SMTP: Connection refused (::1) "
+    ), done.stdout + done.stderr  # fmt: skip
+
+
+def test_a_name_none_of_whose_addresses_answers_names_them_all(dual_stack_name: Path) -> None:
+    done = _with_hosts_file(dual_stack_name, _cli(refused_port()))
+    assert (done.returncode, done.stdout.splitlines()[0]) == (
+        2, "CRITICAL: Unable to connect to SMTP: Connection refused (::1, 127.0.0.1) "
+    ), done.stdout + done.stderr  # fmt: skip

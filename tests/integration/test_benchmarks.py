@@ -33,6 +33,7 @@ SMALL_RUNS = {
     "metrics_cost": ["--checks", "100", "--concurrency", "50", "--pairs", "1", "--hosts", "100"],
     "worker_concurrency": ["--checks", "50", "--concurrency", "50", "--rounds", "1", "--hold", "0.2"],
     "cli_cost": ["--pairs", "2"],
+    "probe_side_by_side": ["--other", str(ROOT), "--pairs", "1", "--checks", "100"],
     "overload": ["--checks", "20", "--interval", "2", "--hold", "0.3", "--concurrency", "1",
                  "--overload", "8", "--calm", "8"],
     "soak": ["--duration", "5", "--warmup", "3", "--hosts", "40", "--servers", "1",
