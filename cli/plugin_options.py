@@ -12,7 +12,7 @@ import argparse
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from smtp_checks.cli import password_managers
 from smtp_checks.shared.errors import OptionError
@@ -34,6 +34,7 @@ from smtp_checks.shared.probe.spec import (
     MECHANISMS,
     CommandStep,
     Credentials,
+    IpVersion,
     MessageSpec,
     Mode,
     ProbeSpec,
@@ -42,6 +43,7 @@ from smtp_checks.shared.probe.spec import (
 )
 
 PLUGIN_NAME = "apps::protocols::smtp::plugin"
+_T = TypeVar("_T")
 _SMTP_OPTIONS = frozenset(
     {"layer", "port", "auth", "timeout", "debug", "ssl_verify_mode", "ssl_verify_ca"}
     | {"ssl_verify_path", "ssl_verify_file", "hello", "ip", "source_address", "proxy_protocol"}
@@ -322,7 +324,7 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
     )
 
 
-def _addressing(host: str, smtp: dict[str, str]) -> tuple[int | None, str | None]:
+def _addressing(host: str, smtp: dict[str, str]) -> tuple[IpVersion | None, str | None]:
     """`ip=` and `source_address=`, agreeing with each other and with the host."""
     ip_text, source = smtp.get("ip"), smtp.get("source_address")
     ip = None
@@ -419,7 +421,7 @@ def _message(args: argparse.Namespace, mode: Mode) -> MessageSpec:
     return message
 
 
-def _checked(rule: Callable[[str], str], value: str, option: str) -> str:
+def _checked(rule: Callable[[str], _T], value: str, option: str) -> _T:
     """`value` if `rule` takes it, else the OptionError naming `option` and what is wrong."""
     try:
         return rule(value)

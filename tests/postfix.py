@@ -399,6 +399,7 @@ class PostfixInstance:
         self.process: subprocess.Popen[bytes] | None = None
         self._watchdog: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
+        self.ca: Path | None = None  # the CA a client trusts, when the tests made the certificate
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -706,6 +707,20 @@ class PostfixInstance:
             if ours:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(int(entry.name), signal.SIGKILL)
+
+
+PROBE_USER, PROBE_PASSWORD = "monitor@test.example", "postfix-sasl-pw"
+
+
+def probe_target(factory: Callable[..., PostfixInstance], directory: Path) -> PostfixInstance:
+    """A started Postfix for the probe's tests (one per test module, each with a log of its
+    own), its certificate from a CA of the tests' own (`ca`), user PROBE_USER."""
+    certificates = Certificates(directory)
+    instance = factory(
+        cert=certificates.cert, key=certificates.key, user=PROBE_USER, password=PROBE_PASSWORD
+    )
+    instance.ca = certificates.ca
+    return instance
 
 
 @pytest.fixture(scope="session")

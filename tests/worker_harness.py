@@ -7,6 +7,7 @@ of the `results` and `dead_letters` queues.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import queue
@@ -32,10 +33,11 @@ from smtp_checks.shared.celery_app import (
     declare_queue,
     make_app,
 )
-from smtp_checks.shared.config import Config, ScheduledCheck, load_config
+from smtp_checks.shared.config import Config, ScheduledCheck, load_config, parse_config
 from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.messages import CheckRequest, CheckResult
 from smtp_checks.shared.result_queue import ResultQueue
+from smtp_checks.workers.runner import Accepted, CheckRunner
 
 RABBITMQ_URL = os.environ.get("SMTP_CHECKS_TEST_RABBITMQ", "amqp://guest:guest@127.0.0.1:5672//")
 
@@ -189,3 +191,16 @@ def running(deployment: Deployment) -> Iterator[Deployment]:
         yield deployment
     finally:
         deployment.stop_workers()
+
+
+def run_in_worker(settings: dict[str, Any]) -> CheckResult:
+    """The one check of `settings` (a config) through a worker's own runner, in process: a
+    request as the beat makes it, as JSON as the queue carries it, without per-target
+    limits (no Redis)."""
+    [scheduled] = parse_config(settings).scheduled_checks()
+    now = time.time()
+    request = CheckRequest.from_scheduled(scheduled, scheduled_for=now, stale_at=now + 60)
+    runner = CheckRunner(limiter=None)
+    accepted = runner.accept(json.loads(request.model_dump_json()), worker="test-worker")
+    assert isinstance(accepted, Accepted), accepted
+    return asyncio.run(runner.run(accepted))

@@ -4,12 +4,21 @@ applied, every value filled in. What the scheduler enqueues and the consumer exp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from smtp_checks.shared.config.values import SecretRef
 from smtp_checks.shared.identity import CheckIdentity
 from smtp_checks.shared.output.thresholds import Thresholds
-from smtp_checks.shared.probe.spec import CommandStep, MechanismName, MessageSpec, Mode, TlsMode
+from smtp_checks.shared.probe.spec import (
+    CommandStep,
+    IpVersion,
+    MechanismName,
+    MessageSpec,
+    Mode,
+    ProxyVersion,
+    TlsMinVersion,
+    TlsMode,
+)
 
 if TYPE_CHECKING:  # the models use the cascade; the cascade only reads them
     from smtp_checks.shared.config.models import (
@@ -49,10 +58,10 @@ class ScheduledCheck:
     username: str | None
     password: SecretRef | None
     message: MessageSpec | None
-    ip: Literal[4, 6] | None = None
+    ip: IpVersion | None = None
     source_address: str | None = None
-    proxy_protocol: Literal["v1", "v2"] | None = None
-    tls_min_version: Literal["1.2", "1.3"] | None = None
+    proxy_protocol: ProxyVersion | None = None
+    tls_min_version: TlsMinVersion | None = None
     auth: MechanismName | None = None  # None: the best mechanism the server offers
     expect: str | None = None
     commands: tuple[CommandStep, ...] = ()

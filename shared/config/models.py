@@ -28,21 +28,18 @@ from smtp_checks.shared.config.values import (
     HostAddress,
     HttpUrl,
     IpLiteral,
-    IpVersion,
     MailAddress,
     OneLine,
     Port,
-    ProxyVersion,
     RateLimit,
     Regex,
     SecretRefField,
     SiteName,
     Timeout,
-    TlsMinVersion,
     number_as_text,
     threshold_text,
 )
-from smtp_checks.shared.probe.spec import Mode, TlsMode
+from smtp_checks.shared.probe.spec import IpVersion, Mode, ProxyVersion, TlsMinVersion, TlsMode
 
 
 def is_redis_url(url: str) -> bool:

@@ -77,9 +77,6 @@ MailAddress = Annotated[str, Field(min_length=1), AfterValidator(validation.mail
 Regex = Annotated[str, AfterValidator(validation.regex)]
 Timeout = Annotated[float, Field(allow_inf_nan=False), AfterValidator(validation.timeout)]
 IpLiteral = Annotated[str, AfterValidator(validation.ip_literal)]
-IpVersion = Literal[4, 6]
-ProxyVersion = Literal["v1", "v2"]
-TlsMinVersion = Literal["1.2", "1.3"]
 AuthMechanism = MechanismName
 Command = Annotated[str, AfterValidator(validation.command)]
 Port = Annotated[int, Field(ge=1, le=65535)]

@@ -25,9 +25,12 @@ from smtp_checks.shared.probe import validation
 from smtp_checks.shared.probe.spec import (
     CommandStep,
     Credentials,
+    IpVersion,
     MechanismName,
     MessageSpec,
     ProbeSpec,
+    ProxyVersion,
+    TlsMinVersion,
     TlsMode,
     TlsSettings,
 )
@@ -52,10 +55,10 @@ class Target(_Message):
     verify_tls: bool = True
     ca_file: str | None = None
     timeout: float = Field(gt=0, le=validation.MAX_TIMEOUT, allow_inf_nan=False)
-    ip: Literal[4, 6] | None = None
+    ip: IpVersion | None = None
     source_address: Annotated[str | None, AfterValidator(_optional_ip)] = None
-    proxy_protocol: Literal["v1", "v2"] | None = None
-    tls_min_version: Literal["1.2", "1.3"] | None = None
+    proxy_protocol: ProxyVersion | None = None
+    tls_min_version: TlsMinVersion | None = None
 
 
 _Address = Annotated[str, AfterValidator(validation.mail_address)]

@@ -42,13 +42,20 @@ _LAYERS = {"tls": TlsMode.STARTTLS, "starttls": TlsMode.STARTTLS, "ssl": TlsMode
 _LAYERS["none"] = TlsMode.NONE
 
 
+# The values of `ip=`, `proxy_protocol=` and `tls_min_version=`, for every layer that takes
+# them (CLI, config, messages).
+IpVersion = Literal[4, 6]
+ProxyVersion = Literal["v1", "v2"]
+TlsMinVersion = Literal["1.2", "1.3"]
+
+
 @dataclass(frozen=True)
 class TlsSettings:
     mode: TlsMode = TlsMode.STARTTLS
     verify: bool = True  # certificate chain and host name
     ca_file: str | None = None
     ca_path: str | None = None
-    min_version: str | None = None  # "1.2" | "1.3": refuse weaker sessions; None: Python's (1.2)
+    min_version: TlsMinVersion | None = None  # refuse weaker sessions; None: Python's (1.2)
 
 
 # The SASL mechanisms the probe speaks (shared/probe/sasl.py), in no order of preference.
@@ -102,9 +109,9 @@ class ProbeSpec:
     credentials: Credentials | None = None
     message: MessageSpec | None = None
     helo_name: str | None = None  # None: this machine's fully qualified name
-    ip: int | None = None  # 4 or 6: that address family only; None: the resolver's order
+    ip: IpVersion | None = None  # that address family only; None: the resolver's order
     source_address: str | None = None  # bind to this local address before connecting
-    proxy_protocol: str | None = None  # "v1" | "v2": send a PROXY header first
+    proxy_protocol: ProxyVersion | None = None  # send a PROXY header first
     expect: str | None = None  # a regular expression the banner must match (check_smtp -e)
     commands: tuple[CommandStep, ...] = ()
     record_transcript: bool = False  # keep the dialogue for --debug (AUTH lines redacted)

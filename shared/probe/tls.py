@@ -9,7 +9,7 @@ import time
 
 from smtp_checks.shared.probe.failures import FailureKind
 from smtp_checks.shared.probe.result import TlsInfo
-from smtp_checks.shared.probe.spec import TlsSettings
+from smtp_checks.shared.probe.spec import TlsMinVersion, TlsSettings
 
 _SECONDS_PER_DAY = 86400.0
 
@@ -19,7 +19,7 @@ _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 @functools.lru_cache(maxsize=64)
 def _context(
-    verify: bool, ca_file: str | None, ca_path: str | None, min_version: str | None
+    verify: bool, ca_file: str | None, ca_path: str | None, min_version: TlsMinVersion | None
 ) -> ssl.SSLContext:
     if not verify:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)

@@ -17,6 +17,9 @@ import re
 import socket
 import ssl
 import unicodedata
+from typing import cast, get_args
+
+from smtp_checks.shared.probe.spec import IpVersion, ProxyVersion, TlsMinVersion
 
 MAX_HOST_NAME = 253  # characters of a DNS name (RFC 1035), without the trailing dot
 MAX_LABEL = 63
@@ -119,24 +122,26 @@ def timeout(value: float) -> float:
     return value
 
 
-def ip_version(value: str) -> int:
+def ip_version(value: str) -> IpVersion:
     """`ip=`: 4 or 6."""
-    if value.strip() not in ("4", "6"):
-        raise ValueError(f"'{value}' is not an address family: 4 or 6")
-    return int(value)
+    return cast("IpVersion", int(_one_of(value.strip(), get_args(IpVersion), "an address family")))
 
 
-def proxy_version(value: str) -> str:
+def proxy_version(value: str) -> ProxyVersion:
     """`proxy_protocol=`: v1 (text) or v2 (binary)."""
-    if value not in ("v1", "v2"):
-        raise ValueError(f"'{value}' is not a PROXY protocol version: v1 or v2")
-    return value
+    return cast("ProxyVersion", _one_of(value, get_args(ProxyVersion), "a PROXY protocol version"))
 
 
-def tls_version(value: str) -> str:
+def tls_version(value: str) -> TlsMinVersion:
     """`tls_min_version=`: 1.2 or 1.3."""
-    if value not in ("1.2", "1.3"):
-        raise ValueError(f"'{value}' is not a TLS version this probe can require: 1.2 or 1.3")
+    what = "a TLS version this probe can require"
+    return cast("TlsMinVersion", _one_of(value, get_args(TlsMinVersion), what))
+
+
+def _one_of(value: str, choices: tuple[object, ...], what: str) -> str:
+    names = [str(choice) for choice in choices]
+    if value not in names:
+        raise ValueError(f"'{value}' is not {what}: {' or '.join(names)}")
     return value
 
 
@@ -164,7 +169,7 @@ def local_address(value: str) -> str:
     return value
 
 
-def families(host: str, ip: int | None, source_address: str | None) -> None:
+def families(host: str, ip: IpVersion | None, source_address: str | None) -> None:
     """`ip=`, the source address and a host given as an address must agree."""
     wanted = {4: "IPv4", 6: "IPv6"}
     versions = {

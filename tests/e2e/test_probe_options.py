@@ -7,15 +7,14 @@ same server."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from tests.e2e.pipeline import Pipeline, host
 from tests.postfix import (
-    Certificates,
     PostfixInstance,
     postfix_factory,  # noqa: F401  (the fixture)
+    probe_target,
 )
 
 OUTSIDE = "x@outside.example"
@@ -26,10 +25,7 @@ def mta(
     postfix_factory: Callable[..., PostfixInstance],  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
 ) -> PostfixInstance:
-    certificates = Certificates(Path(tmp_path_factory.mktemp("e2e-postfix-pki")))
-    return postfix_factory(
-        cert=certificates.cert, key=certificates.key, user="u@test.example", password="pw"
-    )
+    return probe_target(postfix_factory, tmp_path_factory.mktemp("e2e-postfix-pki"))
 
 
 def test_relay_expect_commands_and_proxy_reach_nagios_through_the_pipeline(

@@ -7,14 +7,12 @@ Through the config and a worker too, with a site's egress address as the default
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,15 +20,15 @@ import pytest
 
 from smtp_checks.cli.main import main
 from smtp_checks.shared.config import ConfigError, parse_config
-from smtp_checks.shared.messages import CheckRequest, Outcome
+from smtp_checks.shared.messages import Outcome
 from smtp_checks.shared.result_output import render_result
-from smtp_checks.workers.runner import Accepted, CheckRunner
 from tests.postfix import (
-    Certificates,
     PostfixInstance,
     postfix_factory,  # noqa: F401  (the fixture)
+    probe_target,
 )
 from tests.smtp_servers import SmtpServer, refused_port
+from tests.worker_harness import run_in_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -42,10 +40,7 @@ def mta(
     postfix_factory: Callable[..., PostfixInstance],  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
 ) -> PostfixInstance:
-    certificates = Certificates(tmp_path_factory.mktemp("addressing-pki"))
-    mta = postfix_factory(
-        cert=certificates.cert, key=certificates.key, user="u@test.example", password="pw"
-    )
+    mta = probe_target(postfix_factory, tmp_path_factory.mktemp("addressing-pki"))
     if not mta.ipv6:
         pytest.fail("these tests need IPv6 loopback (::1), which the CI machine has")
     return mta
@@ -132,13 +127,7 @@ def _config(mta: PostfixInstance, **host: object) -> dict[str, object]:
 
 
 def _run(config: dict[str, object]) -> tuple[str, str | None, Outcome]:
-    [scheduled] = parse_config(config).scheduled_checks()
-    now = time.time()
-    request = CheckRequest.from_scheduled(scheduled, scheduled_for=now, stale_at=now + 60)
-    runner = CheckRunner(limiter=None)
-    accepted = runner.accept(request.model_dump(mode="json"), worker="w")
-    assert isinstance(accepted, Accepted)
-    result = asyncio.run(runner.run(accepted))
+    result = run_in_worker(config)
     return render_result(result).text, result.server_address, result.outcome
 
 

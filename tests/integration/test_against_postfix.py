@@ -16,14 +16,16 @@ import pytest
 
 from smtp_checks.cli.main import main
 from tests.postfix import (
-    Certificates,
+    PROBE_PASSWORD,
+    PROBE_USER,
     PostfixInstance,
     postfix_factory,  # noqa: F401  (the fixture)
+    probe_target,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
-USER, PASSWORD = "monitor@test.example", "postfix-sasl-pw"
+USER, PASSWORD = PROBE_USER, PROBE_PASSWORD
 OK_LOGIN = re.compile(r"OK: Response time \d+\.\d{3} second\(s\) \| 'time'=\d+\.\d{3}s;;;;\n")
 
 
@@ -32,12 +34,7 @@ def mta(
     postfix_factory: Callable[..., PostfixInstance],  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
 ) -> PostfixInstance:
-    certificates = Certificates(tmp_path_factory.mktemp("postfix-modes-pki"))
-    mta = postfix_factory(
-        cert=certificates.cert, key=certificates.key, user=USER, password=PASSWORD
-    )
-    mta.ca = certificates.ca  # type: ignore[attr-defined]
-    return mta
+    return probe_target(postfix_factory, tmp_path_factory.mktemp("postfix-modes-pki"))
 
 
 def check(
@@ -48,7 +45,7 @@ def check(
         code = main(
             ["check", "--plugin=apps::protocols::smtp::plugin", f"--hostname={host}",
              f"--port={mta.ports[service]}", "--timeout=10",
-             f"--smtp-options=ssl_verify_ca={mta.ca}", *args]  # type: ignore[attr-defined]
+             f"--smtp-options=ssl_verify_ca={mta.ca}", *args]
         )  # fmt: skip
     return code, out.getvalue()
 

@@ -7,27 +7,24 @@ config and a worker.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import re
-import time
 from collections.abc import Callable
 
 import pytest
 
 from smtp_checks.cli.main import main
 from smtp_checks.shared.config import ConfigError, parse_config
-from smtp_checks.shared.messages import CheckRequest
 from smtp_checks.shared.result_output import render_result
-from smtp_checks.workers.runner import Accepted, CheckRunner
 from tests.postfix import (
     DEFAULT_HOSTNAME,
-    Certificates,
     PostfixInstance,
     postfix_factory,  # noqa: F401  (the fixture)
+    probe_target,
 )
 from tests.smtp_servers import INJECTION_PAYLOAD, RawServer, SmtpServer
+from tests.worker_harness import run_in_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -39,10 +36,7 @@ def mta(
     postfix_factory: Callable[..., PostfixInstance],  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
 ) -> PostfixInstance:
-    certificates = Certificates(tmp_path_factory.mktemp("expect-pki"))
-    return postfix_factory(
-        cert=certificates.cert, key=certificates.key, user="u@test.example", password="pw"
-    )
+    return probe_target(postfix_factory, tmp_path_factory.mktemp("expect-pki"))
 
 
 def check(capsys: pytest.CaptureFixture[str], port: int, *options: str) -> tuple[int, str]:
@@ -157,15 +151,7 @@ def test_the_config_takes_expect_and_commands_and_a_worker_gives_the_cli_output(
         "commands": [{"command": "NOOP", "response": "^250"}, {"command": "VRFY postmaster",
                      "response": "^250"}],
     }  # fmt: skip
-    config = parse_config(_config(mta.ports["plain"], {"login": login}))
-    [scheduled] = config.scheduled_checks()
-    now = time.time()
-    request = CheckRequest.from_scheduled(scheduled, scheduled_for=now, stale_at=now + 60)
-    runner = CheckRunner(limiter=None)
-    accepted = runner.accept(request.model_dump(mode="json"), worker="w")
-    assert isinstance(accepted, Accepted)
-    result = asyncio.run(runner.run(accepted))
-    text = render_result(result).text
+    text = render_result(run_in_worker(_config(mta.ports["plain"], {"login": login}))).text
     assert text.startswith(
         "CRITICAL: Unexpected reply: VRFY postmaster: expected /^250/, got: 252 2.0.0 postmaster"
     ), text

@@ -7,25 +7,22 @@ answer. Through the CLI and a worker.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import io
 import re
-import time
 from collections.abc import Callable
 
 import pytest
 
 from smtp_checks.cli.main import main
-from smtp_checks.shared.config import parse_config
-from smtp_checks.shared.messages import CheckRequest, Outcome
+from smtp_checks.shared.messages import Outcome
 from smtp_checks.shared.probe.proxy_protocol import proxy_header
-from smtp_checks.workers.runner import Accepted, CheckRunner
 from tests.postfix import (
-    Certificates,
     PostfixInstance,
     postfix_factory,  # noqa: F401  (the fixture)
+    probe_target,
 )
+from tests.worker_harness import run_in_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -35,10 +32,7 @@ def mta(
     postfix_factory: Callable[..., PostfixInstance],  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
 ) -> PostfixInstance:
-    certificates = Certificates(tmp_path_factory.mktemp("proxy-pki"))
-    return postfix_factory(
-        cert=certificates.cert, key=certificates.key, user="u@test.example", password="pw"
-    )
+    return probe_target(postfix_factory, tmp_path_factory.mktemp("proxy-pki"))
 
 
 def check(port: int, *options: str, debug: bool = False) -> tuple[int, str, str]:
@@ -78,7 +72,7 @@ def test_without_the_header_the_proxy_port_does_not_answer(mta: PostfixInstance)
 
 
 def test_a_worker_sends_the_header_the_config_asks_for(mta: PostfixInstance) -> None:
-    config = parse_config(
+    result = run_in_worker(
         {
             "sites": {"paris": {}},
             "defaults": {"tls": "none", "timeout": 3},
@@ -87,13 +81,6 @@ def test_a_worker_sends_the_header_the_config_asks_for(mta: PostfixInstance) -> 
                        "checks": {"login": {}}}],
         }
     )  # fmt: skip
-    [scheduled] = config.scheduled_checks()
-    now = time.time()
-    request = CheckRequest.from_scheduled(scheduled, scheduled_for=now, stale_at=now + 60)
-    runner = CheckRunner(limiter=None)
-    accepted = runner.accept(request.model_dump(mode="json"), worker="w")
-    assert isinstance(accepted, Accepted)
-    result = asyncio.run(runner.run(accepted))
     assert result.outcome is Outcome.SUCCESS, result.detail
     mta.wait_for_log(r"postfix/proxy/smtpd\[\d+\]: connect from \S+\[127\.0\.0\.5\]")
 

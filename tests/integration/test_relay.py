@@ -7,29 +7,27 @@ sends DATA: nothing reaches the queue. Through the CLI and through the pipeline'
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from smtp_checks.cli.main import main
 from smtp_checks.shared.config import parse_config
-from smtp_checks.shared.messages import CheckRequest
 from smtp_checks.shared.result_output import render_result
-from smtp_checks.workers.runner import Accepted, CheckRunner
 from tests.postfix import (
-    Certificates,
+    PROBE_USER,
     PostfixInstance,
     postfix_factory,  # noqa: F401  (the fixture)
+    probe_target,
 )
 from tests.smtp_servers import SmtpServer
+from tests.worker_harness import run_in_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 OUTSIDE = "x@outside.example"
-SENDER = "monitor@test.example"
+SENDER = PROBE_USER
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +35,7 @@ def mta(
     postfix_factory: Callable[..., PostfixInstance],  # noqa: F811
     tmp_path_factory: pytest.TempPathFactory,
 ) -> PostfixInstance:
-    certificates = Certificates(tmp_path_factory.mktemp("relay-pki"))
-    mta = postfix_factory(
-        cert=certificates.cert, key=certificates.key, user=SENDER, password="relay-pw"
-    )
-    mta.ca = certificates.ca  # type: ignore[attr-defined]
-    return mta
+    return probe_target(postfix_factory, tmp_path_factory.mktemp("relay-pki"))
 
 
 def relay_check(capsys: pytest.CaptureFixture[str], port: int, *extra: str) -> tuple[int, str]:
@@ -57,7 +50,7 @@ def relay_check(capsys: pytest.CaptureFixture[str], port: int, *extra: str) -> t
 def test_a_closed_relay_is_ok_with_postfixs_refusal(
     mta: PostfixInstance, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ca = f"--smtp-options=ssl_verify_ca={mta.ca}"  # type: ignore[attr-defined]
+    ca = f"--smtp-options=ssl_verify_ca={mta.ca}"
     code, out = relay_check(capsys, mta.ports["plain"], ca)
     assert code == 0, out
     assert out.startswith(
@@ -100,38 +93,25 @@ def test_the_relay_mode_needs_one_outside_address(capsys: pytest.CaptureFixture[
 
 
 def test_the_config_kind_relay_runs_on_a_worker_with_the_same_output(
-    mta: PostfixInstance, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    mta: PostfixInstance, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    config = parse_config(
-        {
+    for port_name, status, text in [
+        ("plain", 0, f"OK: Relay refused: 554 5.7.1 <{OUTSIDE}>: Relay access denied"),
+        ("open_relay", 2, f"CRITICAL: Open relay: RCPT TO <{OUTSIDE}> accepted: 250 2.1.5 Ok"),
+    ]:
+        settings = {
             "sites": {"paris": {}},
             "defaults": {"tls": "none"},
-            "hosts": [
-                {"name": "mx-closed", "address": "127.0.0.1", "port": mta.ports["plain"],
-                 "site": "paris", "username": "ignored", "password": "env:NOT_SET_ANYWHERE",
-                 "checks": {"relay": {"from": SENDER, "to": OUTSIDE}}},
-                {"name": "mx-open", "address": "127.0.0.1", "port": mta.ports["open_relay"],
-                 "site": "paris", "checks": {"relay": {"from": SENDER, "to": OUTSIDE}}},
-            ],
-        }
-    )  # fmt: skip
-    checks = {check.host: check for check in config.scheduled_checks()}
-    assert {check.service for check in checks.values()} == {"SMTP-Relay"}
-    now = time.time()
-    runner = CheckRunner(limiter=None)
-    for host_name, status, text in [
-        ("mx-closed", 0, f"OK: Relay refused: 554 5.7.1 <{OUTSIDE}>: Relay access denied"),
-        ("mx-open", 2, f"CRITICAL: Open relay: RCPT TO <{OUTSIDE}> accepted: 250 2.1.5 Ok"),
-    ]:
-        request = CheckRequest.from_scheduled(
-            checks[host_name], scheduled_for=now, stale_at=now + 60
-        )
-        assert request.password_ref is None  # never needed: a relay test does not log in
-        accepted = runner.accept(request.model_dump(mode="json"), worker="w")
-        assert isinstance(accepted, Accepted)
-        result = asyncio.run(runner.run(accepted))
+            "hosts": [{"name": "mx", "address": "127.0.0.1", "port": mta.ports[port_name],
+                       "site": "paris", "username": "ignored",
+                       "password": "env:NOT_SET_ANYWHERE",  # never resolved: no AUTH
+                       "checks": {"relay": {"from": SENDER, "to": OUTSIDE}}}],
+        }  # fmt: skip
+        [check] = parse_config(settings).scheduled_checks()
+        assert (check.service, check.password) == ("SMTP-Relay", None)
+        result = run_in_worker(settings)
         rendered = render_result(result)
         assert (result.status, rendered.text.split(" | ")[0]) == (status, text), rendered.text
         # The CLI prints the same first words for the same server.
-        code, out = relay_check(capsys, checks[host_name].port, "--smtp-options=layer=none")
+        code, out = relay_check(capsys, mta.ports[port_name], "--smtp-options=layer=none")
         assert (code, out.split(" | ")[0]) == (status, text)

@@ -9,14 +9,12 @@ shows the intermediate's near expiry, which is what breaks clients when it passe
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import datetime
 import io
 import ipaddress
 import re
 import ssl
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,10 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from smtp_checks.cli.main import main
-from smtp_checks.shared.config import parse_config
-from smtp_checks.shared.messages import CheckRequest, Outcome
-from smtp_checks.workers.runner import Accepted, CheckRunner
+from smtp_checks.shared.messages import Outcome
 from tests.smtp_servers import SmtpServer
+from tests.worker_harness import run_in_worker
 
 pytestmark = [pytest.mark.integration]
 
@@ -156,7 +153,7 @@ def test_a_worker_reports_version_cipher_and_chain_in_its_result(
     smtp_server_factory: Callable[..., SmtpServer], chain: Chain
 ) -> None:
     server = smtp_server_factory(tls="starttls", tls_context=chain.server_context())
-    config = parse_config(
+    result = run_in_worker(
         {
             "sites": {"paris": {}},
             "defaults": {"tls_min_version": "1.3"},
@@ -164,13 +161,6 @@ def test_a_worker_reports_version_cipher_and_chain_in_its_result(
                        "site": "paris", "ca_file": str(chain.root), "checks": {"login": {}}}],
         }
     )  # fmt: skip
-    [scheduled] = config.scheduled_checks()
-    now = time.time()
-    request = CheckRequest.from_scheduled(scheduled, scheduled_for=now, stale_at=now + 60)
-    runner = CheckRunner(limiter=None)
-    accepted = runner.accept(request.model_dump(mode="json"), worker="w")
-    assert isinstance(accepted, Accepted)
-    result = asyncio.run(runner.run(accepted))
     assert result.outcome is Outcome.SUCCESS, result.detail
     assert result.tls_version == "TLSv1.3" and result.tls_cipher
     assert result.chain_days_left is not None and 19 < result.chain_days_left <= 20

@@ -6,11 +6,9 @@ CLI and from the config (`auth: XOAUTH2`, the token a reference like every secre
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import io
-import time
 from collections.abc import Callable
 
 import pytest
@@ -19,8 +17,8 @@ from smtp_checks.cli.main import main
 from smtp_checks.shared.config import parse_config
 from smtp_checks.shared.messages import CheckRequest, Outcome
 from smtp_checks.shared.result_output import render_result
-from smtp_checks.workers.runner import Accepted, CheckRunner
 from tests.smtp_servers import SmtpServer
+from tests.worker_harness import run_in_worker
 
 pytestmark = [pytest.mark.integration]
 
@@ -71,22 +69,16 @@ def test_the_config_takes_auth_xoauth2_with_a_token_reference(
     oauth_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MX_OAUTH_TOKEN", TOKEN)
-    config = parse_config(
-        {
-            "sites": {"paris": {}},
-            "defaults": {"tls": "none"},
-            "hosts": [{"name": "mx", "address": "127.0.0.1", "port": oauth_server.port,
-                       "site": "paris", "username": USER, "password": "env:MX_OAUTH_TOKEN",
-                       "auth": "XOAUTH2", "checks": {"login": {}}}],
-        }
-    )  # fmt: skip
-    [scheduled] = config.scheduled_checks()
-    now = time.time()
-    request = CheckRequest.from_scheduled(scheduled, scheduled_for=now, stale_at=now + 60)
+    settings = {
+        "sites": {"paris": {}},
+        "defaults": {"tls": "none"},
+        "hosts": [{"name": "mx", "address": "127.0.0.1", "port": oauth_server.port,
+                   "site": "paris", "username": USER, "password": "env:MX_OAUTH_TOKEN",
+                   "auth": "XOAUTH2", "checks": {"login": {}}}],
+    }  # fmt: skip
+    [scheduled] = parse_config(settings).scheduled_checks()
+    request = CheckRequest.from_scheduled(scheduled, scheduled_for=0.0, stale_at=60.0)
     assert TOKEN not in request.model_dump_json()  # the message carries the reference only
-    runner = CheckRunner(limiter=None)
-    accepted = runner.accept(request.model_dump(mode="json"), worker="w")
-    assert isinstance(accepted, Accepted)
-    result = asyncio.run(runner.run(accepted))
+    result = run_in_worker(settings)
     assert result.outcome is Outcome.SUCCESS, render_result(result).text
     assert oauth_server.auth_attempts[-1].mechanism == "XOAUTH2"
