@@ -327,12 +327,7 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
 def _addressing(host: str, smtp: dict[str, str]) -> tuple[IpVersion | None, str | None]:
     """`ip=` and `source_address=`, agreeing with each other and with the host."""
     ip_text, source = smtp.get("ip"), smtp.get("source_address")
-    ip = None
-    if ip_text is not None:
-        try:
-            ip = validation.ip_version(ip_text)
-        except ValueError as error:
-            raise OptionError(f"Wrong smtp-options ip: {error}") from None
+    ip = _checked(validation.ip_version, ip_text, "smtp-options ip") if ip_text else None
     if source is not None:
         _checked(validation.local_address, source, "smtp-options source_address")
     try:

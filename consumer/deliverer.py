@@ -92,6 +92,7 @@ class Deliverer(threading.Thread):
             except REDIS_DOWN as error:
                 log.warning("outbox %s unavailable: %s", self.outbox.key, error)
                 delay = self._backoff.next_delay()
+            self._counters.update(self.forwarder.counters())  # whatever the step ended in
             self._maybe_summarise()
             self._maybe_measure()
             if delay:
@@ -119,17 +120,14 @@ class Deliverer(threading.Thread):
         try:
             self.forwarder.deliver(batch.results, self._settler(batch))
         except LeaseLost:
-            self._counters.update(self.forwarder.counters())
             log.warning("%s: another consumer took over this outbox", self.forwarder.name)
             return LEASE_TTL / 4
         except ForwardError as error:
-            self._counters.update(self.forwarder.counters())
             metrics.FAILURES.labels(self.forwarder.name).inc()
             delay = self._backoff.next_delay()
             self._failures.failed(self.forwarder.name, error, self.outbox.length(), delay)
             self.outbox.note(self.forwarder.name, failed_at=time.time(), error=str(error))
             return delay
-        self._counters.update(self.forwarder.counters())
         self.outbox.delivered()
         self.outbox.note(self.forwarder.name, delivered_at=time.time(), error=None)
         self._backoff.reset()

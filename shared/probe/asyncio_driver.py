@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from time import perf_counter
 
 from smtp_checks.shared.probe.dialogue import Close, Receive, Send, SmtpSession, StartTls
@@ -22,12 +21,10 @@ from smtp_checks.shared.probe.wire import (
     Addresses,
     bind_failure,
     connect_failure,
-    family_of,
-    is_ip_address,
+    literal_addresses,
     local_fqdn,
     look_up,
     naming_addresses,
-    no_address,
     transfer_failure,
     wanted_family,
 )
@@ -108,10 +105,9 @@ def _is_bind_error(error: OSError) -> bool:
 
 
 async def _addresses(host: str, port: int, family: int) -> Addresses | str:
-    if is_ip_address(host):
-        if family not in (socket.AF_UNSPEC, family_of(host)):
-            return no_address(host, family)
-        return [host]
+    literal = literal_addresses(host, family)
+    if literal is not None:
+        return literal
     loop = asyncio.get_running_loop()
     future: asyncio.Future[Addresses | str] = loop.create_future()
 

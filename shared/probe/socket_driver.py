@@ -30,11 +30,10 @@ from smtp_checks.shared.probe.wire import (
     bind_failure,
     connect_failure,
     family_of,
-    is_ip_address,
+    literal_addresses,
     local_fqdn,
     look_up,
     naming_addresses,
-    no_address,
     transfer_failure,
     wanted_family,
 )
@@ -128,10 +127,9 @@ def _bind(sock: socket.socket, source: str) -> None:
 
 
 def _addresses(host: str, port: int, deadline: float, family: int) -> Addresses | str:
-    if is_ip_address(host):
-        if family not in (socket.AF_UNSPEC, family_of(host)):
-            return no_address(host, family)
-        return [host]
+    literal = literal_addresses(host, family)
+    if literal is not None:
+        return literal
     found: list[Addresses | str] = []
     ready = threading.Event()
 

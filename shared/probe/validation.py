@@ -20,6 +20,7 @@ import unicodedata
 from typing import cast, get_args
 
 from smtp_checks.shared.probe.spec import IpVersion, ProxyVersion, TlsMinVersion
+from smtp_checks.shared.probe.wire import family_of
 
 MAX_HOST_NAME = 253  # characters of a DNS name (RFC 1035), without the trailing dot
 MAX_LABEL = 63
@@ -158,8 +159,7 @@ def ip_literal(value: str) -> str:
 def local_address(value: str) -> str:
     """An address of this machine, to bind to (where the probe runs: the CLI, a worker)."""
     ip_literal(value)
-    family = socket.AF_INET6 if ":" in value else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
+    with socket.socket(family_of(value), socket.SOCK_STREAM) as probe:
         try:
             probe.bind((value, 0))
         except OSError as error:

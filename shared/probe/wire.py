@@ -29,6 +29,16 @@ def wanted_family(ip: int | None, source_address: str | None) -> int:
     return family_of(source_address) if source_address else socket.AF_UNSPEC
 
 
+def literal_addresses(host: str, family: int) -> Addresses | str | None:
+    """A host given as an address: itself, or why it is of the wrong family; None for a
+    name (the resolver's business)."""
+    if not is_ip_address(host):
+        return None
+    if family not in (socket.AF_UNSPEC, family_of(host)):
+        return no_address(host, family)
+    return [host]
+
+
 def no_address(host: str, family: int) -> str:
     version = "IPv4" if family == socket.AF_INET else "IPv6"
     return f"no {version} address for {host}"
