@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.postfix import mta, postfix_factory  # noqa: F401  (a private Postfix, per module)
 from tests.redis_fixtures import redis_url  # noqa: F401
 from tests.smtp_servers import (
     TEST_PASSWORD,

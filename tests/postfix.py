@@ -53,12 +53,13 @@ install them without configuring or starting a system instance (for ``.ci/run``)
 unconfigured with "No configuration": Debian's init script does not start Postfix without
 /etc/postfix/main.cf.)
 
-Use::
-
-    from tests.postfix import postfix_factory  # noqa: F401  (the fixture)
+Use (tests/conftest.py provides both fixtures)::
 
     def test_something(postfix_factory):
         mta = postfix_factory(cert=..., key=..., user="monitor@test.example", password="pw")
+        smtplib.SMTP("127.0.0.1", mta.ports["plain"])
+
+    def test_a_probe(mta):  # one Postfix per test module, from `probe_target`
         smtplib.SMTP("127.0.0.1", mta.ports["plain"])
 """
 
@@ -721,6 +722,15 @@ def probe_target(factory: Callable[..., PostfixInstance], directory: Path) -> Po
     )
     instance.ca = certificates.ca
     return instance
+
+
+@pytest.fixture(scope="module")
+def mta(
+    postfix_factory: Callable[..., PostfixInstance], tmp_path_factory: pytest.TempPathFactory
+) -> PostfixInstance:
+    """`probe_target`'s Postfix, one per test module that imports this fixture (with
+    `postfix_factory`)."""
+    return probe_target(postfix_factory, tmp_path_factory.mktemp("postfix-pki"))
 
 
 @pytest.fixture(scope="session")

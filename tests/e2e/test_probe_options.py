@@ -8,24 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pytest
-
 from tests.e2e.pipeline import Pipeline, host
 from tests.postfix import (
     PostfixInstance,
-    postfix_factory,  # noqa: F401  (the fixture)
-    probe_target,
 )
 
 OUTSIDE = "x@outside.example"
-
-
-@pytest.fixture(scope="module")
-def mta(
-    postfix_factory: Callable[..., PostfixInstance],  # noqa: F811
-    tmp_path_factory: pytest.TempPathFactory,
-) -> PostfixInstance:
-    return probe_target(postfix_factory, tmp_path_factory.mktemp("e2e-postfix-pki"))
 
 
 def test_relay_expect_commands_and_proxy_reach_nagios_through_the_pipeline(

@@ -24,7 +24,6 @@ from smtp_checks.shared.messages import Outcome
 from smtp_checks.shared.result_output import render_result
 from tests.postfix import (
     PostfixInstance,
-    postfix_factory,  # noqa: F401  (the fixture)
     probe_target,
 )
 from tests.smtp_servers import SmtpServer, refused_port
@@ -37,7 +36,7 @@ PLUGIN = "--plugin=apps::protocols::smtp::plugin"
 
 @pytest.fixture(scope="module")
 def mta(
-    postfix_factory: Callable[..., PostfixInstance],  # noqa: F811
+    postfix_factory: Callable[..., PostfixInstance],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> PostfixInstance:
     mta = probe_target(postfix_factory, tmp_path_factory.mktemp("addressing-pki"))

@@ -10,7 +10,6 @@ import contextlib
 import io
 import re
 import uuid
-from collections.abc import Callable
 
 import pytest
 
@@ -19,22 +18,12 @@ from tests.postfix import (
     PROBE_PASSWORD,
     PROBE_USER,
     PostfixInstance,
-    postfix_factory,  # noqa: F401  (the fixture)
-    probe_target,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 USER, PASSWORD = PROBE_USER, PROBE_PASSWORD
 OK_LOGIN = re.compile(r"OK: Response time \d+\.\d{3} second\(s\) \| 'time'=\d+\.\d{3}s;;;;\n")
-
-
-@pytest.fixture(scope="module")
-def mta(
-    postfix_factory: Callable[..., PostfixInstance],  # noqa: F811
-    tmp_path_factory: pytest.TempPathFactory,
-) -> PostfixInstance:
-    return probe_target(postfix_factory, tmp_path_factory.mktemp("postfix-modes-pki"))
 
 
 def check(

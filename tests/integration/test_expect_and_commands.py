@@ -20,8 +20,6 @@ from smtp_checks.shared.result_output import render_result
 from tests.postfix import (
     DEFAULT_HOSTNAME,
     PostfixInstance,
-    postfix_factory,  # noqa: F401  (the fixture)
-    probe_target,
 )
 from tests.smtp_servers import INJECTION_PAYLOAD, RawServer, SmtpServer
 from tests.worker_harness import run_in_worker
@@ -29,14 +27,6 @@ from tests.worker_harness import run_in_worker
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 PLUGIN = "--plugin=apps::protocols::smtp::plugin"
-
-
-@pytest.fixture(scope="module")
-def mta(
-    postfix_factory: Callable[..., PostfixInstance],  # noqa: F811
-    tmp_path_factory: pytest.TempPathFactory,
-) -> PostfixInstance:
-    return probe_target(postfix_factory, tmp_path_factory.mktemp("expect-pki"))
 
 
 def check(capsys: pytest.CaptureFixture[str], port: int, *options: str) -> tuple[int, str]:

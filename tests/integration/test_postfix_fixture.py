@@ -23,7 +23,6 @@ from tests.postfix import (
     Certificates,
     PostfixInstance,
     free_port,
-    postfix_factory,  # noqa: F401  (the fixture)
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -45,7 +44,7 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 
 @pytest.fixture(scope="module")
 def mta(
-    postfix_factory: Callable[..., PostfixInstance],  # noqa: F811
+    postfix_factory: Callable[..., PostfixInstance],
     certificates: Certificates,
 ) -> PostfixInstance:
     return postfix_factory(

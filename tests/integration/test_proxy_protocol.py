@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-from collections.abc import Callable
 
 import pytest
 
@@ -19,20 +18,10 @@ from smtp_checks.shared.messages import Outcome
 from smtp_checks.shared.probe.proxy_protocol import proxy_header
 from tests.postfix import (
     PostfixInstance,
-    postfix_factory,  # noqa: F401  (the fixture)
-    probe_target,
 )
 from tests.worker_harness import run_in_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-
-
-@pytest.fixture(scope="module")
-def mta(
-    postfix_factory: Callable[..., PostfixInstance],  # noqa: F811
-    tmp_path_factory: pytest.TempPathFactory,
-) -> PostfixInstance:
-    return probe_target(postfix_factory, tmp_path_factory.mktemp("proxy-pki"))
 
 
 def check(port: int, *options: str, debug: bool = False) -> tuple[int, str, str]:

@@ -18,8 +18,6 @@ from smtp_checks.shared.result_output import render_result
 from tests.postfix import (
     PROBE_USER,
     PostfixInstance,
-    postfix_factory,  # noqa: F401  (the fixture)
-    probe_target,
 )
 from tests.smtp_servers import SmtpServer
 from tests.worker_harness import run_in_worker
@@ -28,14 +26,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 OUTSIDE = "x@outside.example"
 SENDER = PROBE_USER
-
-
-@pytest.fixture(scope="module")
-def mta(
-    postfix_factory: Callable[..., PostfixInstance],  # noqa: F811
-    tmp_path_factory: pytest.TempPathFactory,
-) -> PostfixInstance:
-    return probe_target(postfix_factory, tmp_path_factory.mktemp("relay-pki"))
 
 
 def relay_check(capsys: pytest.CaptureFixture[str], port: int, *extra: str) -> tuple[int, str]:
