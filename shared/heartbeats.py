@@ -5,7 +5,8 @@ Who reads them: the beat (when each site's queue was last seen empty: the ledger
 lost run), the consumer (which sites have live workers: a run queued there is late, not an
 orphan; and the figures of a starvation UNKNOWN), `smtp-checks status` and the metrics. A
 process is alive while its last heartbeat is younger than `ALIVE_FOR`; a worker writes one
-only while it reaches its queue, so a worker cut off from its broker counts as dead. The
+only while it reaches its queue, so a worker cut off from its broker counts as dead, and a
+last one marked `stopped` when it stops, so that a planned stop counts at once. The
 heartbeats of dead processes are kept for `FORGET_AFTER`, for an operator to see, then
 dropped by whoever reads them.
 """
@@ -43,13 +44,14 @@ class Heartbeat:
     host: str = field(default_factory=socket.gethostname)  # the machine
     pid: int = field(default_factory=os.getpid)
     version: str = field(default_factory=package_version)
+    stopped: bool = False  # its process's last: it stopped
 
     @property
     def field(self) -> str:
         return f"{self.role}:{self.name}"
 
     def alive(self, now: float) -> bool:
-        return now - self.at < ALIVE_FOR
+        return not self.stopped and now - self.at < ALIVE_FOR
 
     def figure(self, name: str) -> Figure:
         return self.figures.get(name)
@@ -66,6 +68,7 @@ class Heartbeat:
                 "host": self.host,
                 "pid": self.pid,
                 "version": self.version,
+                "stopped": self.stopped,
             }
         )
 
@@ -82,6 +85,7 @@ class Heartbeat:
             host=str(data.get("host", "")),
             pid=int(data.get("pid", 0)),
             version=str(data.get("version", "")),
+            stopped=bool(data.get("stopped", False)),
         )
 
     def write(

@@ -125,6 +125,7 @@ class Worker:
             else:
                 await asyncio.sleep(self._tick_interval())
         await self._drain()
+        await self._say_stopped()
 
     def _tick_interval(self) -> float:
         """A tick while checks run or ran lately; slower only when the site is quiet."""
@@ -250,6 +251,15 @@ class Worker:
             await asyncio.wait(list(self._running), timeout=_RELEASE_TIMEOUT)
         await self._settle_quietly()
         await self._give_back(unfinished)
+
+    async def _say_stopped(self) -> None:
+        """Mark this worker stopped in its heartbeat, so that its site counts one worker
+        fewer now rather than `ALIVE_FOR` seconds later (its queued runs then show as
+        orphans if it was the last)."""
+        try:
+            await self.publisher.publish([], heartbeat=self.vitals.last_heartbeat(time.time()))
+        except REDIS_DOWN as error:
+            log.warning("could not say this worker stopped: %s", error)
 
     async def _settle_quietly(self) -> None:
         try:

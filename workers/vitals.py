@@ -9,6 +9,7 @@ as dead (its queued runs then become orphans, which is what an operator must see
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from smtp_checks.shared.heartbeats import ALIVE_FOR, HEARTBEAT_EVERY, Heartbeat
@@ -68,6 +69,10 @@ class WorkerVitals:
                 "queue_empty_at": self.queue_empty_at,
             },
         )
+
+    def last_heartbeat(self, now: float) -> Heartbeat:
+        """The heartbeat a worker writes as it stops: it no longer counts as alive."""
+        return dataclasses.replace(self.heartbeat(now, in_flight=0), stopped=True)
 
     def _roll(self, now: float) -> None:
         second = int(now)

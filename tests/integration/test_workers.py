@@ -193,10 +193,13 @@ def test_a_worker_beats_with_its_site_queue_and_figures(
     assert isinstance(empty_at, float) and empty_at >= before
     sites = live_sites(read_heartbeats(client, time.time()), time.time())
     assert sites["paris"].workers == 1 and sites["paris"].checks_per_minute == 1
-    # Stopped, it stops beating: its site is dead once the heartbeat is old enough.
+    # Stopped, it says so in a last heartbeat: its site is dead at once, not ALIVE_FOR later,
+    # and the heartbeat is kept for an operator to see.
     d.stop_workers()
-    later = time.time() + ALIVE_FOR
-    assert live_sites(read_heartbeats(client, later), later) == {}
+    now = time.time()
+    (last,) = [h for h in read_heartbeats(client, now) if h.role == "worker"]
+    assert last.stopped and now - last.at < ALIVE_FOR
+    assert live_sites(read_heartbeats(client, now), now) == {}
 
 
 def test_pickle_is_refused_and_the_worker_carries_on(
