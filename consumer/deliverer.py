@@ -4,6 +4,10 @@ exponential backoff and full jitter while Centreon is unreachable or refuses.
 One consumer at a time delivers an outbox: the thread holds the outbox's lease, renews it
 after every request the forwarder makes, and stops at once if it was lost. A consumer
 restarted on the same machine takes the lease of its dead predecessor over at once.
+
+A deliverer also remembers, for `REMEMBER_FOR` seconds, what it delivered: a Redis that
+forgets a settled result (a failover to a replica the last writes had not reached yet)
+gives that result back, and it is settled again without being sent twice.
 """
 
 from __future__ import annotations
@@ -12,10 +16,16 @@ import contextlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from smtp_checks.consumer import metrics
-from smtp_checks.consumer.forwarders.base import CentreonRightsError, Forwarder, ForwardError
+from smtp_checks.consumer.forwarders.base import (
+    CentreonRightsError,
+    Forwarder,
+    ForwardError,
+    PassiveResult,
+)
 from smtp_checks.consumer.outbox import Batch, Outbox
 from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.errors import SmtpChecksError
@@ -29,6 +39,8 @@ _IDLE_WAIT = 1.0  # seconds between looks at an empty outbox (woken early by `wa
 _REPEAT_EVERY = 600.0  # seconds between reminders of a failure that keeps repeating
 SUMMARY_EVERY = 60.0  # seconds between INFO lines of what a forwarder did
 _GAUGES_EVERY = 5.0  # seconds between two readings of the outbox for its metrics
+REMEMBER_FOR = 600.0  # seconds a deliverer remembers what it delivered
+_REMEMBER_AT_MOST = 200_000  # results remembered, whatever their age (a bound on memory)
 
 
 class LeaseLost(SmtpChecksError):
@@ -62,6 +74,32 @@ class _FailureLog:
         self._last = None
 
 
+class _Delivered:
+    """What this deliverer sent lately, by result: the run, its state and its check time (a
+    refresh of the same run is a new result, stamped later)."""
+
+    def __init__(self) -> None:
+        self._sent: OrderedDict[tuple[str, str, str, int, float], float] = OrderedDict()
+
+    @staticmethod
+    def _key(result: PassiveResult) -> tuple[str, str, str, int, float]:
+        identity = result.identity
+        return identity.host, identity.service, identity.run_id, result.status, result.check_time
+
+    def add(self, result: PassiveResult, now: float) -> None:
+        key = self._key(result)
+        self._sent[key] = now
+        self._sent.move_to_end(key)
+        forget_before = now - REMEMBER_FOR
+        while self._sent and (
+            len(self._sent) > _REMEMBER_AT_MOST or next(iter(self._sent.values())) < forget_before
+        ):
+            self._sent.popitem(last=False)
+
+    def __contains__(self, result: PassiveResult) -> bool:
+        return self._key(result) in self._sent
+
+
 class Deliverer(threading.Thread):
     def __init__(
         self, outbox: Outbox, forwarder: Forwarder, stop: threading.Event, *, backoff: Backoff
@@ -78,6 +116,7 @@ class Deliverer(threading.Thread):
         self._next_summary = time.monotonic() + SUMMARY_EVERY
         self._counters = metrics.ForwarderCounters(forwarder.name)
         self._gauges_at = -_GAUGES_EVERY
+        self._delivered = _Delivered()
 
     def wake(self) -> None:
         """New results are in the outbox."""
@@ -113,7 +152,7 @@ class Deliverer(threading.Thread):
         if dropped:
             log.warning("outbox %s full: dropped %d refreshes", self.outbox.key, dropped)
             metrics.DROPPED.labels(self.forwarder.name, "outbox_full").inc(dropped)
-        batch = self.outbox.take(BATCH_SIZE)
+        batch = self._not_yet_sent(self.outbox.take(BATCH_SIZE))
         if not batch:
             self.outbox.delivered()  # a batch every result of which was settled
             return _IDLE_WAIT
@@ -134,6 +173,23 @@ class Deliverer(threading.Thread):
         self._failures.succeeded(self.forwarder.name)
         self.delivered += len(batch.results)
         return 0.0
+
+    def _not_yet_sent(self, batch: Batch) -> Batch:
+        """`batch` without the results this deliverer sent already (settled again now)."""
+        again = [slot for result, slot in zip(batch.results, batch.slots, strict=True)
+                 if result in self._delivered]  # fmt: skip
+        if not again:
+            return batch
+        self.outbox.settle(again)
+        log.warning(
+            "%s: %d result(s) already delivered came back (Redis lost their delivery: a "
+            "failover?): settled, not sent again",
+            self.forwarder.name,
+            len(again),
+        )
+        metrics.DROPPED.labels(self.forwarder.name, "already_delivered").inc(len(again))
+        kept = [(r, s) for r, s in zip(batch.results, batch.slots, strict=True) if s not in again]
+        return Batch([r for r, _ in kept], [s for _, s in kept])
 
     def _maybe_measure(self) -> None:
         """The outbox's length and the age of its oldest result, every few seconds."""
@@ -177,6 +233,7 @@ class Deliverer(threading.Thread):
             now = time.time()
             for position in positions:
                 latency.observe(max(0.0, now - batch.results[position].check_time))
+                self._delivered.add(batch.results[position], now)
             if not self.outbox.lease.renew(LEASE_TTL):
                 raise LeaseLost
 

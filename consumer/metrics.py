@@ -57,8 +57,8 @@ FAILURES = Counter(
 )
 DROPPED = Counter(
     "smtp_checks_forwarder_dropped_total",
-    "Results dropped for good: refused by Centreon (unknown service, invalid) or, past the "
-    "outbox's bound, refreshes.",
+    "Results dropped for good: refused by Centreon (unknown service, invalid), past the "
+    "outbox's bound, refreshes, or given back after their delivery (already_delivered).",
     ["forwarder", "reason"],
 )
 OUTBOX_LENGTH = Gauge(

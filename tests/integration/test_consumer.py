@@ -533,6 +533,45 @@ def test_command_file_without_reader_waits_then_delivers_in_order(
     assert outbox.length() == 0
 
 
+def test_results_redis_gives_back_after_their_delivery_are_not_sent_twice(
+    tmp_path: Path, client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failover to a replica that missed the last writes gives back results already
+    delivered (their settling was lost): the deliverer settles them again, unsent."""
+    fifo = tmp_path / "engine.cmd"
+    os.mkfifo(fifo)
+    reader = FifoReader(fifo)
+    reader.start()
+    reader.ready.wait(5)
+    outbox = Outbox(client, "cmd", max_length=1000)
+    sent = [passive(n) for n in range(3)]
+    fill(client, outbox, sent)
+    stop = threading.Event()
+    delivery = Deliverer(outbox, CommandFileForwarder(str(fifo)), stop, backoff=Backoff())
+    delivery.start()
+
+    def wait_for(lines: int) -> None:
+        deadline = time.monotonic() + 10
+        while (len(reader.lines) < lines or outbox.length()) and time.monotonic() < deadline:
+            delivery.wake()
+            time.sleep(0.02)
+
+    wait_for(3)
+    # What the replica still had: the three, as if never delivered; then one new result,
+    # and a refresh of the first (the same run, stamped later: a new result).
+    refresh = replace(sent[0], check_time=100.0, kind="refresh")
+    fill(client, outbox, [*sent, passive(3), refresh])
+    wait_for(5)
+    time.sleep(0.2)
+    stop.set()
+    delivery.join(5)
+    reader.stop.set()
+    assert [line.split(b";")[1] for line in reader.lines] == [b"h0", b"h1", b"h2", b"h3", b"h0"]
+    assert reader.lines[-1].startswith(b"[100] ")
+    assert outbox.length() == 0
+    assert "3 result(s) already delivered came back" in caplog.text
+
+
 # -- through the result queue -------------------------------------------------------------------------
 
 
