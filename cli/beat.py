@@ -16,7 +16,7 @@ from smtp_checks.shared.config import load_config
 from smtp_checks.shared.errors import SetupError
 from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.metrics import start_role_metrics
-from smtp_checks.shared.redis_client import connect
+from smtp_checks.shared.redis_client import connect, state_redis
 
 DEFAULT_LOCK_TTL = 10.0
 
@@ -39,13 +39,14 @@ def run_beat(argv: list[str]) -> int:
     config = load_config(args.config)
     if config.broker_url is None:
         raise SetupError(f"{args.config}: broker_url is not set: the beat needs a broker")
-    if config.state_redis_url is None:
+    state = state_redis(config)
+    if state is None:
         raise SetupError(
             f"{args.config}: no Redis for the leader lock and the slots: set redis_url "
             "(or use a Redis broker_url)"
         )
     role_logging.configure(args.loglevel)
-    client = connect(config.state_redis_url)
+    client = connect(state)
     lock = LeaderLock(client, KEYS.beat_leader, ttl=args.lock_ttl)
     beat = Beat(config, client=client, lock=lock, config_path=args.config)
     start_role_metrics("beat", args.metrics)

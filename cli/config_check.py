@@ -6,6 +6,7 @@ import sys
 from collections import defaultdict
 
 from smtp_checks.shared.config import Config, load_config
+from smtp_checks.shared.redis_urls import is_sentinel_url, parse_sentinel_url
 
 USAGE = "usage: smtp-checks config check FILE\n"
 
@@ -43,9 +44,27 @@ def summary(path: str, config: Config) -> str:
         lines.append(
             f"site {name}: {_count(len(rates), 'check')}, {sum(rates):.1f} checks/min, {limit}"
         )
+    lines += _high_availability(config)
     forwarders = ", ".join(forwarder.type for forwarder in config.centreon.forwarders)
     lines.append(f"forwarding to Centreon: {forwarders or 'none configured'}")
     return "".join(f"{line}\n" for line in lines)
+
+
+def _high_availability(config: Config) -> list[str]:
+    """What the HA settings amount to, when there are any."""
+    lines = []
+    behind = [key for key in ("broker_url", "redis_url")
+              if is_sentinel_url(getattr(config, key) or "")]  # fmt: skip
+    if behind:
+        sentinels = {node for key in behind
+                     for node in parse_sentinel_url(getattr(config, key)).sentinels}  # fmt: skip
+        lines.append(
+            f"Redis behind Sentinel ({', '.join(behind)}): master {config.sentinel_master}, "
+            f"{_count(len(sentinels), 'sentinel')}"
+        )
+    if config.broker_queue_type == "quorum":
+        lines.append("check queues: RabbitMQ quorum queues")
+    return lines
 
 
 def _count(number: int, noun: str) -> str:

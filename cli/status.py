@@ -15,11 +15,11 @@ import time
 import redis
 
 from smtp_checks.shared.config import load_config
-from smtp_checks.shared.errors import ConfigError
+from smtp_checks.shared.errors import ConfigError, SmtpChecksError
 from smtp_checks.shared.output.status import Status
-from smtp_checks.shared.pipeline_health import PipelineHealth, broker_redis_url, read_health
+from smtp_checks.shared.pipeline_health import PipelineHealth, read_health
 from smtp_checks.shared.pipeline_report import long_output, pipeline_report
-from smtp_checks.shared.redis_client import connect
+from smtp_checks.shared.redis_client import broker_redis, connect, state_redis
 
 
 def run_status(argv: list[str]) -> int:
@@ -35,12 +35,16 @@ def run_status(argv: list[str]) -> int:
         first, *_ = str(error).splitlines() or ["invalid configuration"]
         sys.stdout.write(f"UNKNOWN: {first}\n{error}\n")
         return int(Status.UNKNOWN)
-    if config.state_redis_url is None:
+    state, broker_address = state_redis(config), broker_redis(config)
+    if state is None:
         sys.stdout.write("UNKNOWN: status reads Redis: set broker_url (Redis) or redis_url\n")
         return int(Status.UNKNOWN)
-    client = connect(config.state_redis_url)
-    broker_url = broker_redis_url(config)
-    broker = connect(broker_url) if broker_url else None
+    try:
+        client = connect(state)
+        broker = connect(broker_address) if broker_address else None
+    except SmtpChecksError as error:  # a secret not found, a Sentinel half configured
+        sys.stdout.write(f"UNKNOWN: {error}\n")
+        return int(Status.UNKNOWN)
     try:
         health = read_health(config, client, broker, time.time())
     except redis.RedisError as error:  # unreachable, or refused (an ACL without the right)

@@ -23,8 +23,7 @@ from smtp_checks.shared.errors import SetupError
 from smtp_checks.shared.heartbeats import live_sites, read_heartbeats
 from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.ledger import Ledger
-from smtp_checks.shared.pipeline_health import broker_redis_url
-from smtp_checks.shared.redis_client import connect
+from smtp_checks.shared.redis_client import broker_redis, connect, state_redis
 from smtp_checks.shared.result_queue import ResultQueue, backlog_bound
 
 
@@ -54,11 +53,12 @@ class ConsumerService:
     """The consumer with its deliverers. `forwarders` replaces the configured ones (tests)."""
 
     def __init__(self, config: Config, *, forwarders: list[Forwarder] | None = None) -> None:
-        if config.state_redis_url is None:
+        state = state_redis(config)
+        if state is None:
             raise SetupError("the consumer needs Redis: set broker_url (Redis) or redis_url")
         self.config = config
         self.stop_event = threading.Event()
-        client = connect(config.state_redis_url)
+        client = connect(state)
         centreon = config.centreon
         self.deliverers = [
             Deliverer(
@@ -123,10 +123,10 @@ def _self_check(config: Config, client: redis.Redis) -> SelfCheck | None:
     """The self-check of `centreon.self_check`, None when not configured."""
     if config.centreon.self_check is None:
         return None
-    broker_url = broker_redis_url(config)
+    address = broker_redis(config)
     broker = None
-    if broker_url is not None:
-        broker = client if broker_url == config.state_redis_url else connect(broker_url)
+    if address is not None:
+        broker = client if address == state_redis(config) else connect(address)
     return SelfCheck(config, client, broker, host=config.centreon.self_check.host)
 
 

@@ -26,13 +26,14 @@ import redis
 from celery import Celery
 
 from smtp_checks.scheduler.publisher import publish_runs
-from smtp_checks.shared.celery_app import make_app
+from smtp_checks.shared.celery_app import config_app
 from smtp_checks.shared.config import Config, ScheduledCheck
 from smtp_checks.shared.errors import SetupError
 from smtp_checks.shared.ledger import Ledger
 from smtp_checks.shared.messages import CheckRequest
 from smtp_checks.shared.probe.spec import Mode
 from smtp_checks.shared.redis_client import connect as connect_redis
+from smtp_checks.shared.redis_client import state_redis
 
 
 def find_check(config: Config, host: str, mode: Mode | str) -> ScheduledCheck:
@@ -67,12 +68,13 @@ def connect(config: Config, *, wait: float = 0.0) -> tuple[Celery, redis.Redis]:
     The Redis client's socket timeout outlasts a wait of `wait` seconds for the result."""
     if config.broker_url is None:
         raise SetupError("broker_url is not set: an ad hoc check needs the workers' broker")
-    if config.state_redis_url is None:
+    state = state_redis(config)
+    if state is None:
         raise SetupError(
             "no Redis for the outstanding runs and the replies: set redis_url "
             "(or use a Redis broker_url)"
         )
-    app = make_app(config.broker_url, config.sites, visibility_timeout=config.visibility_timeout)
+    app = config_app(config)
     # redis-py's default socket timeout (5 s) would cut a longer blocking wait short.
-    client = connect_redis(config.state_redis_url, socket_timeout=max(5.0, wait + 5.0))
+    client = connect_redis(state, socket_timeout=max(5.0, wait + 5.0))
     return app, client

@@ -39,7 +39,7 @@ from smtp_checks.scheduler import metrics
 from smtp_checks.scheduler.leader import LeaderLock
 from smtp_checks.scheduler.publisher import RunPublisher
 from smtp_checks.scheduler.schedule import Cadence, Slot
-from smtp_checks.shared.celery_app import make_app
+from smtp_checks.shared.celery_app import config_app
 from smtp_checks.shared.config import Config, ConfigError, ScheduledCheck, load_config
 from smtp_checks.shared.heartbeats import (
     HEARTBEAT_EVERY,
@@ -53,6 +53,7 @@ from smtp_checks.shared.lease import ProcessName
 from smtp_checks.shared.ledger import Ledger, NewRun, Verdict
 from smtp_checks.shared.messages import CheckRequest
 from smtp_checks.shared.metrics import REDIS_RECONNECTS
+from smtp_checks.shared.redis_client import state_redis
 
 log = logging.getLogger(__name__)
 
@@ -315,13 +316,9 @@ class Beat:
                 log.error("config reload refused: %s", problem)
             log.error("config reload refused: the previous schedule stays in force")
             return False
-        if config.state_redis_url != self._config.state_redis_url:
+        if state_redis(config) != state_redis(self._config):
             log.warning("redis_url changed: it takes effect when the beat restarts")
-        if (config.broker_url, set(config.sites), config.visibility_timeout) != (
-            self._config.broker_url,
-            set(self._config.sites),
-            self._config.visibility_timeout,
-        ):
+        if _broker_settings(config) != _broker_settings(self._config):
             if config.broker_url is None:
                 log.error("config reload refused: broker_url is not set")
                 return False
@@ -366,7 +363,19 @@ class Beat:
 def _app_for(config: Config) -> Celery:
     if config.broker_url is None:
         raise ValueError("broker_url is not set: the beat needs a broker")
-    return make_app(config.broker_url, config.sites, visibility_timeout=config.visibility_timeout)
+    return config_app(config)
+
+
+def _broker_settings(config: Config) -> tuple[object, ...]:
+    """What the beat's Celery app is made of: a change makes a new one."""
+    return (
+        config.broker_url,
+        set(config.sites),
+        config.visibility_timeout,
+        config.broker_queue_type,
+        config.sentinel_master,
+        config.sentinel_password,
+    )
 
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:

@@ -28,7 +28,6 @@ import redis
 
 from smtp_checks.shared.celery_app import check_queue
 from smtp_checks.shared.config import Config, asked_per_minute
-from smtp_checks.shared.config.models import is_redis_url
 from smtp_checks.shared.heartbeats import Heartbeat, SiteWorkers, live_sites, read_heartbeats
 from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.output.status import Status, worst
@@ -290,8 +289,3 @@ def _check_time(item: bytes | str | None) -> float | None:
         return float(json.loads(item)["check_time"])
     except (ValueError, KeyError, TypeError):
         return None  # a settled slot, or an item of another release
-
-
-def broker_redis_url(config: Config) -> str | None:
-    """The broker's Redis URL, None when the broker is not Redis."""
-    return config.broker_url if config.broker_url and is_redis_url(config.broker_url) else None

@@ -1,10 +1,13 @@
-"""kombu's Redis transport, with one Redis client per channel instead of one per command.
+"""kombu's Redis transports (plain and Sentinel), with one Redis client per channel instead
+of one per command.
 
 kombu builds a new redis-py client object for each of the two bookkeeping transactions of
 every message (recording it unacknowledged, then acknowledging it). Building one costs about
 0.15 ms in redis-py 8: with two per message it was a quarter of a worker's CPU per check
 (BENCHMARKS.md, "Workers"). A redis-py client is thread-safe and only wraps the channel's
-connection pool, so one per channel does the same work, once.
+connection pool, so one per channel does the same work, once. Behind Sentinel the pool is
+kombu's Sentinel-managed one, which asks the sentinels for the master on every new
+connection: the one client follows a failover as kombu's would.
 """
 
 from __future__ import annotations
@@ -16,18 +19,12 @@ from typing import Any
 
 from kombu.transport import redis as kombu_redis
 
-REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://")
-TRANSPORT = f"{__name__}:Transport"
+from smtp_checks.shared.redis_urls import is_sentinel_url
+
+KOMBU_REDIS_SCHEMES = ("redis://", "rediss://", "redis+socket://")
 
 
-def redis_py_url(broker_url: str) -> str:
-    """A Redis broker URL as redis-py spells it (kombu's `redis+socket://` is `unix://`)."""
-    if broker_url.startswith("redis+socket://"):
-        return "unix://" + broker_url.removeprefix("redis+socket://")
-    return broker_url
-
-
-class Channel(kombu_redis.Channel):
+class _OneClientPerChannel:
     @cached_property
     def _command_client(self) -> Any:
         return self._create_client()  # type: ignore[attr-defined]  # untyped in the stubs
@@ -37,5 +34,26 @@ class Channel(kombu_redis.Channel):
         yield client or self._command_client
 
 
+class Channel(_OneClientPerChannel, kombu_redis.Channel):
+    pass
+
+
+class SentinelChannel(_OneClientPerChannel, kombu_redis.SentinelChannel):
+    pass
+
+
 class Transport(kombu_redis.Transport):
     Channel = Channel
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
+def transport_for(broker_url: str) -> str | None:
+    """Our transport for a Redis broker URL (None: not Redis, kombu chooses)."""
+    if is_sentinel_url(broker_url):
+        return f"{__name__}:SentinelTransport"
+    if broker_url.startswith(KOMBU_REDIS_SCHEMES):
+        return f"{__name__}:Transport"
+    return None

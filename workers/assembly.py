@@ -4,12 +4,12 @@ AMQP), its Redis client, its per-target limiter, its runner and publisher."""
 from __future__ import annotations
 
 import redis.asyncio
+from celery import Celery
 
-from smtp_checks.shared.celery_app import check_queue, make_app
+from smtp_checks.shared.celery_app import check_queue, config_app
 from smtp_checks.shared.config import Config
 from smtp_checks.shared.errors import SetupError
-from smtp_checks.shared.redis_client import connect_async
-from smtp_checks.shared.redis_transport import REDIS_SCHEMES
+from smtp_checks.shared.redis_client import RedisAddress, broker_redis, connect_async, state_redis
 from smtp_checks.workers.core import Worker
 from smtp_checks.workers.metrics import WorkerMetrics
 from smtp_checks.workers.publisher import ResultPublisher
@@ -25,13 +25,13 @@ def build_worker(
 ) -> Worker:
     """What `smtp-checks worker` runs for `site`; SetupError when the config cannot.
     `measured`: it records its Prometheus metrics."""
-    broker_url, state_url = broker_and_redis(config, site)
-    app = make_app(broker_url, config.sites, visibility_timeout=config.visibility_timeout)
+    app, state = broker_and_redis(config, site)
     # Every check in flight may hold a connection to Redis at once (its permit).
-    client = connect_async(state_url, max_connections=concurrency + 16)
+    client = connect_async(state, max_connections=concurrency + 16)
+    broker = broker_redis(config)
     source: QueueSource
-    if broker_url.startswith(REDIS_SCHEMES):
-        source = RedisQueueSource(connect_async(broker_url), app, check_queue(site))
+    if broker is not None:
+        source = RedisQueueSource(connect_async(broker), app, check_queue(site))
     else:
         source = AmqpQueueSource(app, check_queue(site), prefetch=concurrency)
     return Worker(
@@ -50,8 +50,8 @@ def build_worker(
     )
 
 
-def broker_and_redis(config: Config, site: str) -> tuple[str, str]:
-    """The broker and the Redis of a worker of `site`, or SetupError."""
+def broker_and_redis(config: Config, site: str) -> tuple[Celery, RedisAddress]:
+    """The broker's app and the Redis of a worker of `site`, or SetupError."""
     if site not in config.sites:
         known = ", ".join(sorted(config.sites)) or "none"
         raise SetupError(f"unknown site '{site}' (sites in the config: {known})")
@@ -59,9 +59,10 @@ def broker_and_redis(config: Config, site: str) -> tuple[str, str]:
         raise SetupError(
             "broker_url is not set: a worker needs a broker (or use `smtp-checks run`)"
         )
-    if config.state_redis_url is None:  # config validation already requires it
+    state = state_redis(config)
+    if state is None:  # config validation already requires it
         raise SetupError("no Redis for results and limits: set redis_url")
-    return config.broker_url, config.state_redis_url
+    return config_app(config), state
 
 
 def limiter(config: Config, client: redis.asyncio.Redis) -> TargetLimiter:

@@ -20,10 +20,10 @@ from typing import Any, TypeVar
 from celery import Celery, Task
 from celery.exceptions import Reject
 
-from smtp_checks.shared.celery_app import CHECK_TASK, check_queue, make_app
+from smtp_checks.shared.celery_app import CHECK_TASK, check_queue
 from smtp_checks.shared.config import load_config
 from smtp_checks.shared.heartbeats import HEARTBEAT_EVERY, Heartbeat
-from smtp_checks.shared.redis_client import REDIS_DOWN, connect_async
+from smtp_checks.shared.redis_client import REDIS_DOWN, RedisAddress, connect_async
 from smtp_checks.workers.assembly import broker_and_redis, limiter
 from smtp_checks.workers.publisher import ResultPublisher
 from smtp_checks.workers.runner import CheckRunner, DeadLetter
@@ -46,11 +46,10 @@ class _LoopThread:
 
 def celery_app(config_path: str, site: str) -> Celery:
     config = load_config(config_path)
-    broker_url, state_url = broker_and_redis(config, site)
-    app = make_app(broker_url, config.sites, visibility_timeout=config.visibility_timeout)
+    app, state = broker_and_redis(config, site)
     loop = _LoopThread()
     # Made on the loop: an asyncio client belongs to the loop that uses it.
-    client = loop.run(_connect(state_url))
+    client = loop.run(_connect(state))
     runner = CheckRunner(limiter(config, client))
     publisher = ResultPublisher(
         client, checks=len(config.scheduled_checks()), orphan_grace=config.centreon.orphan_grace
@@ -133,8 +132,8 @@ def _heartbeat(vitals: WorkerVitals) -> Heartbeat | None:
     return vitals.heartbeat(now, in_flight=0) if vitals.heartbeat_due(now) else None
 
 
-async def _connect(url: str) -> Any:
-    return connect_async(url)
+async def _connect(address: RedisAddress) -> Any:
+    return connect_async(address)
 
 
 app = celery_app(os.environ["SMTP_CHECKS_CONFIG"], os.environ["SMTP_CHECKS_SITE"])

@@ -20,6 +20,9 @@ class _EnvOverrides(BaseSettings):
 
     broker_url: str | None = None
     redis_url: str | None = None
+    sentinel_master: str | None = None
+    sentinel_password: str | None = None
+    broker_queue_type: str | None = None
     visibility_timeout: int | None = None
     defaults: dict[str, Any] | None = None
     sites: dict[str, Any] | None = None

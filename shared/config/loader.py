@@ -20,10 +20,10 @@ from smtp_checks.shared.config.models import (
     Host,
     Site,
     Sites,
-    is_redis_url,
 )
 from smtp_checks.shared.config.problems import ConfigError, ConfigProblem
 from smtp_checks.shared.config.rules import HostFacts, cross_field_problems, host_facts
+from smtp_checks.shared.redis_urls import is_redis_url, is_sentinel_url, parse_sentinel_url
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -120,14 +120,53 @@ def _delivery_problems(config: Config) -> list[tuple[str, str]]:
 
 def _broker_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
     broker, redis_url = data.get("broker_url"), data.get("redis_url")
+    problems = []
     if isinstance(broker, str) and not is_redis_url(broker) and not redis_url:
-        return [
+        problems.append(
             (
                 "redis_url",
                 "required when the broker is not Redis (per-target limits and state live in Redis)",
             )
-        ]
-    return []
+        )
+    quorum = data.get("broker_queue_type") == "quorum"
+    if quorum and isinstance(broker, str) and is_redis_url(broker):
+        problems.append(("broker_queue_type", "quorum queues are RabbitMQ's: not for Redis"))
+    return problems + _sentinel_problems(data)
+
+
+def _sentinel_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A half-configured Sentinel: URLs without the master's name, or settings for URLs
+    that are not Sentinel's."""
+    problems = []
+    behind = []
+    for key in ("broker_url", "redis_url"):
+        url = data.get(key)
+        if isinstance(url, str) and is_sentinel_url(url):
+            behind.append(key)
+            try:
+                parse_sentinel_url(url)
+            except ValueError as error:
+                problems.append((key, str(error)))
+    if behind and data.get("sentinel_master") is None:
+        problems.append(
+            (
+                "sentinel_master",
+                f"required: {' and '.join(behind)} {'are' if len(behind) > 1 else 'is a'} "
+                "Sentinel URL: name the master the sentinels monitor (their `sentinel "
+                "monitor NAME ...`)",
+            )
+        )
+    if not behind:
+        for key in ("sentinel_master", "sentinel_password"):
+            if data.get(key) is not None:
+                problems.append(
+                    (
+                        key,
+                        "set, but neither broker_url nor redis_url is a Sentinel URL "
+                        "(sentinel://host1:26379;sentinel://host2:26379/0): it would be ignored",
+                    )
+                )
+    return problems
 
 
 def _valid_parts(

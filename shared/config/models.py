@@ -40,10 +40,7 @@ from smtp_checks.shared.config.values import (
     threshold_text,
 )
 from smtp_checks.shared.probe.spec import IpVersion, Mode, ProxyVersion, TlsMinVersion, TlsMode
-
-
-def is_redis_url(url: str) -> bool:
-    return url.startswith(("redis://", "rediss://", "unix://"))
+from smtp_checks.shared.redis_urls import is_redis_url
 
 
 class _Model(BaseModel):
@@ -250,8 +247,13 @@ class Config(_Model):
     broker_url: str | None = None  # None: the embedded default of `smtp-checks run`
     # Per-target limits and consumer state live in Redis: the broker's, unless it is not Redis.
     redis_url: str | None = None
+    # Redis behind Sentinel (`sentinel://...` URLs): the master's name, the sentinels' password.
+    sentinel_master: OneLine | None = None
+    sentinel_password: SecretRefField | None = None
     # Seconds before a message a dead worker had taken is delivered again (Redis broker).
     visibility_timeout: PositiveInt = 600
+    # The check queues on RabbitMQ: classic, or quorum (replicated across the cluster).
+    broker_queue_type: Literal["classic", "quorum"] = "classic"
     defaults: Defaults = Field(default_factory=Defaults)
     sites: Sites
     target_limits: TargetLimits = Field(default_factory=TargetLimits)

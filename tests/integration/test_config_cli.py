@@ -84,6 +84,22 @@ def test_an_invalid_config_prints_every_error(tmp_path: Path) -> None:
     assert "hunter2" not in run.stderr
 
 
+def test_sentinel_is_summed_up_and_a_half_configured_one_explained(tmp_path: Path) -> None:
+    urls = "sentinel://10.0.0.1:26379/0;sentinel://10.0.0.2:26379/0;sentinel://10.0.0.3/0"
+    path = tmp_path / "ha.yaml"
+    path.write_text(f"broker_url: '{urls}'\nsentinel_master: smtp-checks\n" + VALID)
+    run = config_check("check", str(path))
+    assert run.returncode == 0, run.stderr
+    assert "Redis behind Sentinel (broker_url): master smtp-checks, 3 sentinels" in run.stdout
+    path.write_text(f"broker_url: '{urls}'\n" + VALID)
+    run = config_check("check", str(path))
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == [
+        f"{path}: sentinel_master: required: broker_url is a Sentinel URL: name the master "
+        "the sentinels monitor (their `sentinel monitor NAME ...`)"
+    ]
+
+
 def test_a_yaml_error_and_a_missing_file_are_errors_not_tracebacks(tmp_path: Path) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("sites: {paris: {}\n")

@@ -594,3 +594,76 @@ def test_api_v2_takes_a_login_or_a_token_never_both_nor_neither(tmp_path: Path) 
     assert "needs username and password (or token" in found["centreon.forwarders[2]"]
     assert "a-token-in-clear" not in "\n".join(found.values())
     assert "'centreon' or 'nagios'" in found["centreon.forwarders[5].engine"]
+
+
+SENTINEL_URL = "sentinel://:pw@10.0.0.1:26379/2;sentinel://10.0.0.2:26379/2"
+
+
+def test_a_sentinel_broker_is_also_the_state_redis_with_its_master(tmp_path: Path) -> None:
+    text = f"broker_url: '{SENTINEL_URL}'\nsentinel_master: mymaster\n"
+    config = load_config(write(tmp_path, text + "sentinel_password: env:SENTINELS\n" + MINIMAL))
+    assert config.state_redis_url == SENTINEL_URL
+    assert config.sentinel_master == "mymaster"
+    assert config.sentinel_password == SecretRef("env", "SENTINELS")
+
+
+def test_sentinel_urls_without_a_master_name_are_explained(tmp_path: Path) -> None:
+    text = f"broker_url: '{SENTINEL_URL}'\nredis_url: '{SENTINEL_URL}'\n"
+    assert [(p.location, p.reason) for p in problems_of(write(tmp_path, text + MINIMAL))] == [
+        (
+            "sentinel_master",
+            "required: broker_url and redis_url are Sentinel URL: name the master the "
+            "sentinels monitor (their `sentinel monitor NAME ...`)",
+        )
+    ]
+
+
+def test_sentinel_settings_without_sentinel_urls_are_explained(tmp_path: Path) -> None:
+    text = "broker_url: redis://r:6379/0\nsentinel_master: m\nsentinel_password: env:P\n"
+    reason = (
+        "set, but neither broker_url nor redis_url is a Sentinel URL "
+        "(sentinel://host1:26379;sentinel://host2:26379/0): it would be ignored"
+    )
+    assert [(p.location, p.reason) for p in problems_of(write(tmp_path, text + MINIMAL))] == [
+        ("sentinel_master", reason),
+        ("sentinel_password", reason),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("sentinel://a:26379;redis://b:6379", "part 2 of a Sentinel URL must start with"),
+        ("sentinel://a:26379/zero", "the database of a Sentinel URL is a number"),
+        ("sentinel://:26379", "part 1 of the Sentinel URL names no host"),
+        ("sentinel://a:notaport", "part 1 of the Sentinel URL has an invalid port"),
+    ],
+)
+def test_a_malformed_sentinel_url_is_named(tmp_path: Path, url: str, reason: str) -> None:
+    text = f"broker_url: '{url}'\nsentinel_master: m\n"
+    (problem,) = problems_of(write(tmp_path, text + MINIMAL))
+    assert problem.location == "broker_url" and problem.reason.startswith(reason)
+
+
+def test_sentinel_settings_come_from_the_environment_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMTP_CHECKS_BROKER_URL", SENTINEL_URL)
+    monkeypatch.setenv("SMTP_CHECKS_SENTINEL_MASTER", "from-env")
+    monkeypatch.setenv("SMTP_CHECKS_SENTINEL_PASSWORD", "hunter2")
+    problems = problems_of(write(tmp_path, MINIMAL))
+    assert [p.location for p in problems] == ["sentinel_password"]  # a reference, not a secret
+    assert "hunter2" not in problems[0].reason
+    monkeypatch.setenv("SMTP_CHECKS_SENTINEL_PASSWORD", "env:SENTINELS")
+    assert load_config(write(tmp_path, MINIMAL)).sentinel_master == "from-env"
+
+
+def test_quorum_queues_are_for_rabbitmq_only(tmp_path: Path) -> None:
+    quorum = "broker_queue_type: quorum\n"
+    amqp = "broker_url: amqp://guest@rabbit:5672//\nredis_url: redis://r:6379/0\n"
+    assert load_config(write(tmp_path, amqp + quorum + MINIMAL)).broker_queue_type == "quorum"
+    assert [(p.location, p.reason) for p in problems_of(
+        write(tmp_path, "broker_url: redis://r:6379/0\n" + quorum + MINIMAL)
+    )] == [("broker_queue_type", "quorum queues are RabbitMQ's: not for Redis")]  # fmt: skip
+    (problem,) = problems_of(write(tmp_path, amqp + "broker_queue_type: stream\n" + MINIMAL))
+    assert problem.location == "broker_queue_type" and "'classic' or 'quorum'" in problem.reason

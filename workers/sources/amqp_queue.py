@@ -25,7 +25,7 @@ from kombu import Connection, Consumer, Message
 from kombu.exceptions import OperationalError
 
 from smtp_checks.shared.backoff import Backoff
-from smtp_checks.shared.celery_app import declare_queue
+from smtp_checks.shared.celery_app import queue_of
 from smtp_checks.shared.heartbeats import HEARTBEAT_EVERY
 from smtp_checks.shared.redis_client import REDIS_DOWN
 from smtp_checks.workers.sources.base import TakenMessage
@@ -55,7 +55,7 @@ class AmqpQueueSource:
         self._app = app
         self.name = queue
         self.sees_empty_queue = False
-        self._queue = declare_queue(queue)
+        self._queue = queue_of(app, queue)  # classic or quorum, as the app declares it
         self._prefetch = prefetch
         self._inbox: collections.deque[AmqpMessage] = collections.deque()
         self._settling: collections.deque[tuple[bool, AmqpMessage]] = collections.deque()

@@ -36,7 +36,7 @@ from kombu import serialization
 from kombu.exceptions import OperationalError
 from kombu.transport.redis import Channel as KombuRedisChannel
 
-from smtp_checks.shared.celery_app import declare_queue
+from smtp_checks.shared.celery_app import queue_of
 from smtp_checks.shared.redis_client import REDIS_DOWN
 from smtp_checks.workers.sources.base import TakenMessage
 from smtp_checks.workers.task_messages import request_of
@@ -180,7 +180,7 @@ class RedisQueueSource:
                 with self._app.connection_for_write() as connection:
                     channel = connection.default_channel
                     if not declared:
-                        declare_queue(self.name)(channel).declare()
+                        queue_of(self._app, self.name)(channel).declare()
                         declared = True
                     channel.qos.restore_visible(num=None)  # type: ignore[attr-defined]
             except _BROKER_DOWN as error:
