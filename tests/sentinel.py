@@ -11,7 +11,8 @@ times on free loopback TCP ports, each instance with its own directory, config f
   sentinels, the `sentinel_password` a client gives in redis-py's `sentinel_kwargs`).
 
 It causes and observes failovers: `kill_master()` SIGKILLs the instance the sentinels call
-master, `wait_for_promotion()` waits for the sentinels to name the replica instead,
+master (`kill_master_unreplicated()` after seconds of writes its replicas missed),
+`wait_for_promotion()` waits for the sentinels to name the replica instead,
 `restart_old_master()` starts the killed instance again on its port and data (the sentinels
 turn it into a replica of the new master) and `wait_for_replica_sync()` waits until every
 replica has caught up. Times are `time.monotonic()` values.
@@ -429,6 +430,27 @@ class SentinelGroup:
         instance.kill()
         killed_at = time.monotonic()
         self.killed = instance
+        return killed_at
+
+    def kill_master_unreplicated(self, lag: float) -> float:
+        """SIGKILL the master after `lag` seconds of writes its replicas never received:
+        their replication link cut (the master drops it, and they cannot sync again: their
+        `masterauth` is wrong meanwhile), as a crash under replication lag loses the last
+        writes. The replicas still answer the sentinels, who promote one as usual. Its
+        `time.monotonic()` at the kill."""
+        replicas = self.replicas()
+        for instance in replicas:
+            with self.client(instance.address) as client:
+                client.config_set("masterauth", "smtp-checks-cut-off")
+        try:
+            with self.client(self.current_master()) as client:
+                client.client_kill_filter(_type="replica")
+            time.sleep(lag)
+            killed_at = self.kill_master()
+        finally:
+            for instance in replicas:
+                with self.client(instance.address) as client:
+                    client.config_set("masterauth", self.password or "")
         return killed_at
 
     def wait_for_promotion(self, timeout: float = 15.0) -> Promotion:

@@ -122,6 +122,7 @@ async def _beat_on(publisher: ResultPublisher, vitals: dict[str, WorkerVitals]) 
         for own in list(vitals.values()):
             own.exchanged(started=time.time(), emptied=False)
             try:
+                await publisher.publish_again_if_forgotten()
                 await publisher.publish([], heartbeat=_heartbeat(own))
             except REDIS_DOWN:
                 continue  # the next one, then

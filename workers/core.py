@@ -174,6 +174,7 @@ class Worker:
             self.vitals.queue_depth = await self.source.depth()
         except REDIS_DOWN:
             self.vitals.queue_depth = None
+        await self.publisher.publish_again_if_forgotten()
         return self.vitals.heartbeat(now, in_flight=len(self._running))
 
     async def _admit(self, taken: list[TakenMessage]) -> None:

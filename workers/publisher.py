@@ -2,10 +2,13 @@
 the results to the result queue (bounded: shared/result_queue.py) with the settling of their
 runs in the ledger, so that no sweep can ever see a published result's run as an orphan; for
 ad hoc runs, the reply list an enqueuer may wait on; the dead letters, to a bounded list; and
-the worker's heartbeat and counters, when due."""
+the worker's heartbeat and counters, when due. What it published last it publishes again
+when Redis may have lost it (workers/recent_results.py)."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 
 import redis.asyncio
@@ -16,7 +19,10 @@ from smtp_checks.shared.keys import KEYS, Keys
 from smtp_checks.shared.ledger import DEFAULT_GRACE, WorkerLedger
 from smtp_checks.shared.messages import CheckResult
 from smtp_checks.shared.result_queue import PUSH_BOUNDED, backlog_bound
+from smtp_checks.workers.recent_results import RecentResults
 from smtp_checks.workers.runner import DeadLetter
+
+log = logging.getLogger("smtp_checks.worker")
 
 MAX_DEAD_LETTERS = 1000  # the newest are kept: an operator looks at what goes wrong now
 
@@ -37,6 +43,7 @@ class ResultPublisher:
         self._ledger = WorkerLedger(client, keys=keys, grace=orphan_grace)
         self._bound = backlog_bound(checks)
         self._push = client.register_script(PUSH_BOUNDED)
+        self._recent = RecentResults(client)
 
     @property
     def ledger(self) -> WorkerLedger:
@@ -75,3 +82,18 @@ class ResultPublisher:
             if heartbeat is not None:
                 heartbeat.write(pipe, self._keys)
             await pipe.execute()
+        if results:
+            self._recent.published(list(results), time.time())
+
+    async def publish_again_if_forgotten(self) -> int:
+        """Publish again the last results if the Redis answering now may have lost them (a
+        failover, a restart); how many."""
+        results = await self._recent.forgotten()
+        if results:
+            log.warning(
+                "Redis is not the one that took the last results (a failover or a restart: "
+                "its last writes may be lost): publishing the last %d again",
+                len(results),
+            )
+            await self.publish(results)
+        return len(results)

@@ -4,6 +4,9 @@ A `Pipeline` owns, in a directory of its own:
 
 - a redis-server on a free loopback TCP port, append-only and without snapshots, so it can
   be stopped and started again on the same port with its data (the Redis-restart fault);
+  or, given one, a Sentinel group (tests/sentinel.py) that every role reaches through its
+  sentinels (`sentinel://` URLs, and `sentinel_master` from the environment too), for the
+  failover faults;
 - a real Nagios 4 core reading the command file (tests/nagios.py's configuration), which
   can be stopped and started again on the same FIFO (the Centreon-gone fault);
 - a config file with two sites, `paris` and `lyon`, short intervals and timeouts;
@@ -43,6 +46,7 @@ from typing import Any
 
 import pytest
 import redis
+import redis.sentinel
 import yaml
 
 from smtp_checks.consumer.forwarders.base import PassiveResult
@@ -52,6 +56,7 @@ from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.ledger import OutstandingRun
 from smtp_checks.shared.messages import CheckResult
 from tests.nagios import NAGIOS, Nagios, prepare, require_nagios
+from tests.sentinel import SentinelGroup
 
 RESULTS_KEY = KEYS.results
 SITES = ("paris", "lyon")
@@ -323,6 +328,7 @@ class Pipeline:
         concurrency: int = 50,
         metrics: bool = False,
         self_check: str | None = None,
+        sentinel: SentinelGroup | None = None,
     ) -> None:
         """`metrics`: every role serves its Prometheus metrics (`metrics_url(name)`);
         `self_check`: the Centreon host of the pipeline's own services (Nagios has them)."""
@@ -333,6 +339,7 @@ class Pipeline:
         self.timeout = timeout
         self.orphan_grace = orphan_grace
         self.redis = RedisServer(directory / "redis", password=redis_password, tls=redis_tls)
+        self.sentinel = sentinel  # started and stopped by its owner
         self.roles: dict[str, Role] = {}
         self._closers: list[Callable[[], None]] = []
         self.spool = directory / "spool.cmd" if spool else None
@@ -375,8 +382,9 @@ class Pipeline:
         self.config = load_config(self.config_path)
         self.env = {
             **os.environ,
-            "SMTP_CHECKS_BROKER_URL": self.redis.url,
-            "SMTP_CHECKS_REDIS_URL": self.redis.url,
+            "SMTP_CHECKS_BROKER_URL": self.redis_url,
+            "SMTP_CHECKS_REDIS_URL": self.redis_url,
+            **({"SMTP_CHECKS_SENTINEL_MASTER": sentinel.master_name} if sentinel else {}),
             "PYTHONUNBUFFERED": "1",
         }
         self._client: redis.Redis | None = None
@@ -412,7 +420,8 @@ class Pipeline:
 
     def start(self, *, roles: list[str] | None = None) -> Pipeline:
         """Redis, Nagios, then the roles (all of them unless `roles` names some)."""
-        self.redis.start()
+        if self.sentinel is None:
+            self.redis.start()
         self.nagios.start()
         names = roles if roles is not None else list(self.roles)
         for name in names:
@@ -501,9 +510,25 @@ class Pipeline:
     # --- what the tests read ----------------------------------------------------------------
 
     @property
+    def redis_url(self) -> str:
+        """What the roles are given as broker_url and redis_url."""
+        return self.redis.url if self.sentinel is None else self.sentinel.sentinel_url()
+
+    @property
     def client(self) -> redis.Redis:
+        """A client of the roles' Redis (behind Sentinel: of the current master)."""
         if self._client is None:
-            self._client = redis.Redis.from_url(self.redis.url, decode_responses=True)
+            if self.sentinel is None:
+                self._client = redis.Redis.from_url(self.redis.url, decode_responses=True)
+            else:
+                group = self.sentinel
+                sentinels = redis.sentinel.Sentinel(
+                    group.sentinel_addresses, sentinel_kwargs=group.sentinel_kwargs
+                )
+                self._client = sentinels.master_for(
+                    group.master_name, password=group.password, decode_responses=True,
+                    socket_timeout=2.0, socket_connect_timeout=1.0,
+                )  # fmt: skip
         return self._client
 
     def log(self, name: str) -> str:
@@ -523,27 +548,18 @@ class Pipeline:
         return found
 
     def writes(self) -> list[list[bytes]]:
-        """Every write Redis has executed, in order, across restarts: its append-only files."""
-        directory = self.redis.directory / "appendonlydir"
-        manifest = directory / "appendonly.aof.manifest"
-        if not manifest.exists():
-            return []
-        incremental = []
-        for line in manifest.read_text().splitlines():
-            words = line.split()
-            attributes = dict(zip(words[::2], words[1::2], strict=False))
-            if attributes.get("type") == "i":
-                incremental.append((int(attributes["seq"]), directory / attributes["file"]))
-        commands: list[list[bytes]] = []
-        for _, path in sorted(incremental):
-            commands += _resp_commands(path.read_bytes())
-        return commands
+        """Every write Redis has executed, in order, across restarts: its append-only files
+        (behind Sentinel: the current master's, which has what it replicated before)."""
+        if self.sentinel is None:
+            return aof_writes(self.redis.directory)
+        return aof_writes(self.sentinel.instance_at(self.sentinel.current_master()).directory)
 
-    def published(self) -> list[CheckResult]:
-        """Every result a worker published to the result queue, in order (duplicates too)."""
+    def published(self, writes: list[list[bytes]] | None = None) -> list[CheckResult]:
+        """Every result a worker published to the result queue, in order (duplicates too),
+        among `writes` (default: `writes()`)."""
         return [
             CheckResult.model_validate_json(value)
-            for command in self.writes()
+            for command in (self.writes() if writes is None else writes)
             if command[0].upper() == b"RPUSH" and command[1] == RESULTS_KEY.encode()
             for value in command[2:]
         ]
@@ -632,6 +648,25 @@ class Pipeline:
             status = self.nagios.services()
             shown = {k: (v.get("current_state"), v.get("plugin_output")) for k, v in status.items()}
             raise AssertionError(f"{error}; Nagios shows {shown}") from None
+
+
+def aof_writes(directory: Path) -> list[list[bytes]]:
+    """The writes in the append-only files of the redis-server whose `dir` is `directory`,
+    in order (the incremental files: the base a replica's first sync made is empty here)."""
+    directory = directory / "appendonlydir"
+    manifest = directory / "appendonly.aof.manifest"
+    if not manifest.exists():
+        return []
+    incremental = []
+    for line in manifest.read_text().splitlines():
+        words = line.split()
+        attributes = dict(zip(words[::2], words[1::2], strict=False))
+        if attributes.get("type") == "i":
+            incremental.append((int(attributes["seq"]), directory / attributes["file"]))
+    commands: list[list[bytes]] = []
+    for _, path in sorted(incremental):
+        commands += _resp_commands(path.read_bytes())
+    return commands
 
 
 def _resp_commands(data: bytes) -> list[list[bytes]]:
