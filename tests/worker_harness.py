@@ -30,8 +30,8 @@ from kombu import Connection
 from smtp_checks.shared.celery_app import (
     CHECK_TASK,
     check_queue,
+    config_app,
     declare_queue,
-    make_app,
 )
 from smtp_checks.shared.config import Config, ScheduledCheck, load_config, parse_config
 from smtp_checks.shared.keys import KEYS
@@ -71,7 +71,7 @@ class Deployment:
 
     def app(self) -> Celery:
         assert self.config.broker_url is not None
-        return make_app(self.config.broker_url, self.config.sites)
+        return config_app(self.config)
 
     def check(self, check_id: str) -> ScheduledCheck:
         return next(c for c in self.config.scheduled_checks() if c.check_id == check_id)

@@ -20,7 +20,7 @@ import redis
 from kombu import Connection
 
 from smtp_checks.scheduler.publisher import publish_runs, send_runs
-from smtp_checks.shared.celery_app import check_queue
+from smtp_checks.shared.celery_app import check_queue, declare_queue
 from smtp_checks.shared.heartbeats import ALIVE_FOR, Heartbeat, live_sites, read_heartbeats
 from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.ledger import Ledger, NewRun, Verdict
@@ -393,10 +393,68 @@ def test_rabbitmq_broker(broker_url: str, deploy: Deploy, plain_server: SmtpServ
         assert result.outcome is Outcome.SUCCESS and result.site == site
     finally:
         d.stop_workers()
-        with Connection(RABBITMQ_URL) as connection:
-            channel = connection.channel()
-            channel.queue_delete(check_queue(site))
-            channel.exchange_delete(check_queue(site))
+        delete_rabbitmq_queue(check_queue(site))
+
+
+def delete_rabbitmq_queue(name: str) -> None:
+    with Connection(RABBITMQ_URL) as connection:
+        channel = connection.channel()
+        channel.queue_delete(name)
+        channel.exchange_delete(name)
+
+
+def test_a_quorum_queue_gives_a_killed_workers_checks_to_another(
+    broker_url: str, deploy: Deploy, smtp_server_factory: Any
+) -> None:
+    require_rabbitmq()
+    site = f"quorum{uuid.uuid4().hex[:8]}"  # a queue of our own on the shared vhost
+    slow = smtp_server_factory(banner_delay=1.5)  # sessions long enough for a kill to find
+    d = deploy({
+        "broker_url": RABBITMQ_URL, "redis_url": broker_url, "sites": {site: {}},
+        "broker_queue_type": "quorum", "target_limits": {"max_concurrent": 10},
+        "hosts": [{**host(f"mx{n}", slow, checks={"login": {}}), "site": site} for n in range(3)],
+    })  # fmt: skip
+    try:
+        first = d.start_worker(site, name="w1")
+        requests = [d.request(f"mx{n}/login") for n in range(3)]
+        for request in requests:
+            publish(d.app(), request)
+        wait_for_value(lambda: slow.active_sessions == 3 or None, True)
+        first.kill()  # SIGKILL, its three checks in flight, unacknowledged
+        first.wait()
+        d.start_worker(site, name="w2")
+        for request in requests:
+            result = result_of(broker_url, request.run_id)
+            assert result is not None, f"{request.check_id} never redelivered"
+            assert result.outcome is Outcome.SUCCESS and result.worker == "w2@test"
+        # The queue is a quorum queue: declared classic, RabbitMQ refuses it.
+        with Connection(RABBITMQ_URL) as connection, pytest.raises(Exception, match="x-queue-type"):
+            declare_queue(check_queue(site))(connection.channel()).declare()
+    finally:
+        d.stop_workers()
+        delete_rabbitmq_queue(check_queue(site))
+
+
+def test_a_queue_of_another_kind_stops_the_worker_with_why(
+    broker_url: str, deploy: Deploy, plain_server: SmtpServer
+) -> None:
+    require_rabbitmq()
+    site = f"kind{uuid.uuid4().hex[:8]}"
+    settings = {
+        "broker_url": RABBITMQ_URL, "redis_url": broker_url, "sites": {site: {}},
+        "hosts": [{**host("mx1", plain_server, checks={"login": {}}), "site": site}],
+    }  # fmt: skip
+    with Connection(RABBITMQ_URL) as connection:  # an existing quorum queue
+        declare_queue(check_queue(site), "quorum")(connection.channel()).declare()
+    try:
+        d = deploy(settings)  # broker_queue_type: classic, the default
+        worker = d.start_worker(site, name="w1")
+        assert worker.wait(timeout=30) == 2
+        assert f"RabbitMQ refused the queue {check_queue(site)} as configured" in d.log_text()
+        assert "broker_queue_type" in d.log_text() and "Traceback" not in d.log_text()
+    finally:
+        d.stop_workers()
+        delete_rabbitmq_queue(check_queue(site))
 
 
 def test_worker_refuses_an_unknown_site(deploy: Deploy, plain_server: SmtpServer) -> None:

@@ -26,6 +26,7 @@ from kombu.exceptions import OperationalError
 
 from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.celery_app import queue_of
+from smtp_checks.shared.errors import SetupError
 from smtp_checks.shared.heartbeats import HEARTBEAT_EVERY
 from smtp_checks.shared.redis_client import REDIS_DOWN
 from smtp_checks.workers.sources.base import TakenMessage
@@ -63,11 +64,14 @@ class AmqpQueueSource:
         self._closed = threading.Event()
         self._stopped = threading.Event()
         self._depth: int | None = None  # ready messages on the broker, read by the thread
+        self._refused: SetupError | None = None  # the broker refused the queue: stop the worker
         self._depth_read_at = 0.0
 
     # --- the loop's side -------------------------------------------------------------------
 
     async def exchange(self, done: Sequence[TakenMessage], room: int) -> list[TakenMessage]:
+        if self._refused is not None:
+            raise self._refused
         for message in done:
             if isinstance(message, AmqpMessage):
                 self._settling.append((True, message))
@@ -99,6 +103,14 @@ class AmqpQueueSource:
                 with self._app.connection_for_read() as connection:
                     self._consume(connection)
                     backoff.reset()
+            except amqp.exceptions.PreconditionFailed as error:
+                self._refused = SetupError(
+                    f"RabbitMQ refused the queue {self.name} as configured ({error.reply_text}): "
+                    "it exists with other arguments, another broker_queue_type? A queue cannot "
+                    f"change kind: delete it (rabbitmqctl delete_queue {self.name}) or set "
+                    "broker_queue_type to its kind"
+                )
+                break
             except _CONNECTION_LOST as error:
                 # Deliveries of the lost connection cannot be acknowledged on a new one: the
                 # broker gives them back (their results are recognised by run id).
