@@ -1,5 +1,5 @@
-"""The deployment files: systemd units that systemd accepts, a compose file that runs the
-roles we have with the config we ship."""
+"""The deployment files: systemd units that systemd accepts, compose files (plain Redis, and
+Redis Sentinel) that run the roles we have with the config we ship."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import pytest
 import yaml
 
 from smtp_checks.cli.main import USAGE
+from smtp_checks.shared.config import load_config
+from smtp_checks.shared.redis_client import state_redis
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
@@ -73,3 +75,27 @@ def test_compose_runs_existing_roles_with_the_shipped_config() -> None:
         volume = next(v for v in service["volumes"] if v.endswith(f":{config}:ro"))
         assert (DEPLOY / volume.split(":")[0]).exists()
     assert services["beat"]["deploy"]["replicas"] == 2
+
+
+def test_the_sentinel_compose_points_every_role_at_the_sentinels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    compose = yaml.safe_load((DEPLOY / "compose-sentinel.yaml").read_text())
+    services = compose["services"]
+    sentinels = sorted(name for name in services if name.startswith("sentinel-"))
+    assert len(sentinels) == 3 and {"redis-a", "redis-b"} <= set(services)
+    script = services["sentinel-1"]["command"][-1]
+    assert "sentinel monitor smtp-checks redis-a 6379 2" in script
+    assert "--replicaof" in services["redis-b"]["command"]
+    for name in ("beat", "worker-paris", "worker-lyon", "consumer"):
+        environment = services[name]["environment"]
+        url = environment["SMTP_CHECKS_BROKER_URL"]
+        assert [part.split("//")[1].split(":")[0] for part in url.split(";")] == sentinels
+        monkeypatch.setenv("SMTP_CHECKS_BROKER_URL", url)
+        monkeypatch.setenv(
+            "SMTP_CHECKS_SENTINEL_MASTER", environment["SMTP_CHECKS_SENTINEL_MASTER"]
+        )
+        config = load_config(DEPLOY / "examples" / "multi-site.yaml")
+        address = state_redis(config)
+        assert address is not None and address.behind_sentinel
+        assert address.sentinel_master == "smtp-checks"
