@@ -386,11 +386,16 @@ def test_rabbitmq_broker(broker_url: str, deploy: Deploy, plain_server: SmtpServ
     })  # fmt: skip
     d.start_worker(site, name="w1")
     try:
-        request = d.request("mx1/login")
+        pickled, request = d.request("mx1/login"), d.request("mx1/login")
+        publish(d.app(), pickled, serializer="pickle")
         publish(d.app(), request)
         result = result_of(state_db, request.run_id)
         assert result is not None
         assert result.outcome is Outcome.SUCCESS and result.site == site
+        assert result_of(state_db, pickled.run_id, timeout=1.0) is None
+        assert "refused a message with content type 'application/x-python-serialize'" in (
+            d.log_text()
+        )
     finally:
         d.stop_workers()
         delete_rabbitmq_queue(check_queue(site))

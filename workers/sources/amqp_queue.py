@@ -64,14 +64,14 @@ class AmqpQueueSource:
         self._closed = threading.Event()
         self._stopped = threading.Event()
         self._depth: int | None = None  # ready messages on the broker, read by the thread
-        self._refused: SetupError | None = None  # the broker refused the queue: stop the worker
+        self._declaration_refused: SetupError | None = None  # set: stop the worker, saying why
         self._depth_read_at = 0.0
 
     # --- the loop's side -------------------------------------------------------------------
 
     async def exchange(self, done: Sequence[TakenMessage], room: int) -> list[TakenMessage]:
-        if self._refused is not None:
-            raise self._refused
+        if self._declaration_refused is not None:
+            raise self._declaration_refused
         for message in done:
             if isinstance(message, AmqpMessage):
                 self._settling.append((True, message))
@@ -104,7 +104,7 @@ class AmqpQueueSource:
                     self._consume(connection)
                     backoff.reset()
             except amqp.exceptions.PreconditionFailed as error:
-                self._refused = SetupError(
+                self._declaration_refused = SetupError(
                     f"RabbitMQ refused the queue {self.name} as configured ({error.reply_text}): "
                     "it exists with other arguments, another broker_queue_type? A queue cannot "
                     f"change kind: delete it (rabbitmqctl delete_queue {self.name}) or set "
