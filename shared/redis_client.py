@@ -15,7 +15,7 @@ Lua scripts are sent by hash, and sent again in full when the new master answers
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import redis
@@ -58,7 +58,7 @@ class RedisAddress:
     """Where a Redis is. `sentinel_password` is a secret reference (`env:NAME`,
     `file:PATH`), resolved on the machine that connects."""
 
-    url: str
+    url: str = field(repr=False)  # it may hold the master's password
     sentinel_master: str | None = None
     sentinel_password: str | None = None
 
@@ -84,7 +84,7 @@ class RedisAddress:
         return parsed, self.sentinel_master, kwargs
 
 
-def address_of(config: Config, url: str) -> RedisAddress:
+def _with_sentinel_settings(config: Config, url: str) -> RedisAddress:
     """`url` with the config's Sentinel settings (used only if it is a Sentinel URL)."""
     password = config.sentinel_password
     return RedisAddress(url, config.sentinel_master, str(password) if password else None)
@@ -93,13 +93,13 @@ def address_of(config: Config, url: str) -> RedisAddress:
 def state_redis(config: Config) -> RedisAddress | None:
     """The Redis of per-target limits and state: `redis_url`, else a Redis broker."""
     url = config.state_redis_url
-    return address_of(config, url) if url else None
+    return _with_sentinel_settings(config, url) if url else None
 
 
 def broker_redis(config: Config) -> RedisAddress | None:
     """The broker's Redis, None when the broker is not Redis."""
     url = config.broker_url
-    return address_of(config, url) if url and is_redis_url(url) else None
+    return _with_sentinel_settings(config, url) if url and is_redis_url(url) else None
 
 
 def connect(address: RedisAddress | str, *, socket_timeout: float = SOCKET_TIMEOUT) -> redis.Redis:

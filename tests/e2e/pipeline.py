@@ -615,6 +615,15 @@ class Pipeline:
         parts.append("--- nagios\n" + "\n".join(self.nagios.log().splitlines()[-tail:]))
         return "\n".join(parts)
 
+    def status(self) -> tuple[int, str]:
+        """`smtp-checks status` as an operator runs it: its exit code and output."""
+        completed = subprocess.run(
+            [sys.executable, "-m", "smtp_checks.cli.main", "status", "--config",
+             str(self.config_path)],
+            env=self.env, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        return completed.returncode, completed.stdout
+
     def spool_lines(self) -> list[str]:
         assert self.spool is not None
         return self.spool.read_text().splitlines()

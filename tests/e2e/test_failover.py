@@ -158,6 +158,9 @@ def test_the_old_master_back_as_a_replica_breaks_nothing(
         )
     assert all(pipeline.alive().values()), pipeline.alive()
     pipeline.wait_for_services(shows("0", OK), 10, "every service OK")
+    # `smtp-checks status` finds the new master through the sentinels too.
+    code, output = pipeline.status()
+    assert (code, output.split(":")[0]) == (0, "OK"), output
     pipeline.settle()
     assert not forwarded_twice(pipeline)
     assert group.killed is None and len(group.replicas()) == 1  # the old master, a replica

@@ -4,23 +4,12 @@ is gone."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 
 from tests.e2e.pipeline import Pipeline, host, wait_until
 from tests.smtp_servers import ServerPool
 
 LOGIN = {"login": {}}
-
-
-def status(pipeline: Pipeline) -> tuple[int, str]:
-    completed = subprocess.run(
-        [sys.executable, "-m", "smtp_checks.cli.main", "status", "--config",
-         str(pipeline.config_path)],
-        env=pipeline.env, capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
-    return completed.returncode, completed.stdout
 
 
 def test_status_is_ok_then_critical_for_a_dead_site_then_unknown_without_redis(
@@ -31,7 +20,7 @@ def test_status_is_ok_then_critical_for_a_dead_site_then_unknown_without_redis(
     pipeline = pipelines(hosts)
     pipeline.start()
     code, output = wait_until(
-        lambda: (found := status(pipeline))[0] == 0 and found,
+        lambda: (found := pipeline.status())[0] == 0 and found,
         30,
         "status OK once every role has beaten",
     )
@@ -42,12 +31,12 @@ def test_status_is_ok_then_critical_for_a_dead_site_then_unknown_without_redis(
 
     pipeline.kill("lyon-1")
     code, output = wait_until(
-        lambda: (found := status(pipeline))[0] == 2 and found, 30, "status CRITICAL"
+        lambda: (found := pipeline.status())[0] == 2 and found, 30, "status CRITICAL"
     )
     assert output.startswith("CRITICAL: site lyon has 1 check(s) and no live worker | "), output
 
     pipeline.redis.stop()
-    code, output = status(pipeline)
+    code, output = pipeline.status()
     assert code == 3, output
     assert output.startswith("UNKNOWN: cannot read the pipeline's state in Redis: "), output
 
