@@ -19,6 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
+import kombu.pools
 from kombu import Connection
 
 from smtp_checks.shared.celery_app import check_queue
@@ -39,20 +40,26 @@ def one_round(directory: Path, server: SmtpServer, state_url: str, kind: str) ->
     directory.mkdir()
     deployment = Deployment.write(directory, {
         "broker_url": RABBITMQ_URL, "redis_url": state_url, "sites": {site: {}},
-        "broker_queue_type": kind, "target_limits": {"max_concurrent": 100},
+        "broker_queue_type": kind,
+        "target_limits": {"max_concurrent": 100, "max_per_minute": 100_000},
         "defaults": {"tls": "none", "timeout": 10}, "hosts": hosts,
     })  # fmt: skip
     try:
         doomed = deployment.start_worker(site, name="w1", concurrency=10)
         deployment.start_worker(site, name="w2", concurrency=CHECKS)
-        time.sleep(3)  # both consuming
+        deadline = time.monotonic() + 30
+        while deployment.log_text().count(f"consuming checks.{site}") < 2:
+            assert time.monotonic() < deadline, "the workers never consumed"
+            time.sleep(0.05)
         requests = [deployment.request(f"mx{n}/login") for n in range(CHECKS)]
         app = deployment.app()
         for request in requests:
             publish(app, request)
         deadline = time.monotonic() + 30
         while server.active_sessions < CHECKS:
-            assert time.monotonic() < deadline, "the checks never were all in flight"
+            assert time.monotonic() < deadline, (
+                f"{server.active_sessions} of the checks in flight\n{deployment.log_text()}"
+            )
             time.sleep(0.01)
         doomed.kill()
         killed = time.monotonic()
@@ -63,6 +70,7 @@ def one_round(directory: Path, server: SmtpServer, state_url: str, kind: str) ->
         return took, again
     finally:
         deployment.stop_workers()
+        kombu.pools.reset()  # the next round's app must not publish on this one's channels
         with Connection(RABBITMQ_URL) as connection:
             channel = connection.channel()
             channel.queue_delete(check_queue(site))
