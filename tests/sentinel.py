@@ -81,7 +81,7 @@ def require_redis_server() -> str:
     if found is None:
         message = "redis-server not installed: apt-get install redis-server"
         if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: the Sentinel failover tests must run)")
+            pytest.fail(f"{message} (CI=true: the tests that start Redis must run)")
         pytest.skip(message)
     return found
 

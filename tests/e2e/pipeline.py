@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 import redis.sentinel
 import yaml
@@ -56,7 +55,7 @@ from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.ledger import OutstandingRun
 from smtp_checks.shared.messages import CheckResult
 from tests.nagios import NAGIOS, Nagios, prepare, require_nagios
-from tests.sentinel import SentinelGroup
+from tests.sentinel import SentinelGroup, require_redis_server
 
 RESULTS_KEY = KEYS.results
 SITES = ("paris", "lyon")
@@ -65,16 +64,6 @@ _ENQUEUED = re.compile(r"enqueued (\S+) run ([0-9a-f]+) scheduled for ([\d.]+) o
 _STOPPED = re.compile(r"consumer: stopped: (\{.*\})$", re.MULTILINE)
 _ORPHANED = re.compile(r"orphaned: \S+ run ([0-9a-f]+),")
 _EXTERNAL = re.compile(r"^\[(\d+)\] EXTERNAL COMMAND: PROCESS_SERVICE_CHECK_RESULT;(.*)$")
-
-
-def require_redis_server() -> str:
-    found = shutil.which("redis-server")
-    if found is None:
-        message = "redis-server not installed: apt-get install redis-server"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{message} (CI=true: the end-to-end tests must run)")
-        pytest.skip(message)
-    return found
 
 
 def host(name: str, site: str, port: int, checks: dict[str, Any], **extra: Any) -> dict[str, Any]:
