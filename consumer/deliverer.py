@@ -152,10 +152,11 @@ class Deliverer(threading.Thread):
         if dropped:
             log.warning("outbox %s full: dropped %d refreshes", self.outbox.key, dropped)
             metrics.DROPPED.labels(self.forwarder.name, "outbox_full").inc(dropped)
-        batch = self._not_yet_sent(self.outbox.take(BATCH_SIZE))
+        taken = self.outbox.take(BATCH_SIZE)
+        batch = self._not_yet_sent(taken)
         if not batch:
             self.outbox.delivered()  # a batch every result of which was settled
-            return _IDLE_WAIT
+            return 0.0 if taken else _IDLE_WAIT  # more may wait behind results sent already
         try:
             self.forwarder.deliver(batch.results, self._settler(batch))
         except LeaseLost:
@@ -176,20 +177,20 @@ class Deliverer(threading.Thread):
 
     def _not_yet_sent(self, batch: Batch) -> Batch:
         """`batch` without the results this deliverer sent already (settled again now)."""
-        again = [slot for result, slot in zip(batch.results, batch.slots, strict=True)
-                 if result in self._delivered]  # fmt: skip
+        pairs = list(zip(batch.results, batch.slots, strict=True))
+        again = {slot for result, slot in pairs if result in self._delivered}
         if not again:
             return batch
-        self.outbox.settle(again)
+        self.outbox.settle(sorted(again))
         log.warning(
             "%s: %d result(s) already delivered came back (Redis lost their delivery: a "
             "failover?): settled, not sent again",
             self.forwarder.name,
             len(again),
         )
-        metrics.DROPPED.labels(self.forwarder.name, "already_delivered").inc(len(again))
-        kept = [(r, s) for r, s in zip(batch.results, batch.slots, strict=True) if s not in again]
-        return Batch([r for r, _ in kept], [s for _, s in kept])
+        metrics.SENT_ALREADY.labels(self.forwarder.name).inc(len(again))
+        kept = [(result, slot) for result, slot in pairs if slot not in again]
+        return Batch([result for result, _ in kept], [slot for _, slot in kept])
 
     def _maybe_measure(self) -> None:
         """The outbox's length and the age of its oldest result, every few seconds."""
@@ -229,11 +230,12 @@ class Deliverer(threading.Thread):
         latency = metrics.DELIVERY_LATENCY.labels(self.forwarder.name)
 
         def settled(positions: Sequence[int]) -> None:
-            self.outbox.settle([batch.slots[position] for position in positions])
             now = time.time()
+            for position in positions:  # sent (or refused for good), whatever Redis does next
+                self._delivered.add(batch.results[position], now)
+            self.outbox.settle([batch.slots[position] for position in positions])
             for position in positions:
                 latency.observe(max(0.0, now - batch.results[position].check_time))
-                self._delivered.add(batch.results[position], now)
             if not self.outbox.lease.renew(LEASE_TTL):
                 raise LeaseLost
 

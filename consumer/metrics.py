@@ -57,9 +57,15 @@ FAILURES = Counter(
 )
 DROPPED = Counter(
     "smtp_checks_forwarder_dropped_total",
-    "Results dropped for good: refused by Centreon (unknown service, invalid), past the "
-    "outbox's bound, refreshes, or given back after their delivery (already_delivered).",
+    "Results dropped for good: refused by Centreon (unknown service, invalid) or, past the "
+    "outbox's bound, refreshes.",
     ["forwarder", "reason"],
+)
+SENT_ALREADY = Counter(
+    "smtp_checks_forwarder_sent_already_total",
+    "Results an outbox gave back after their delivery (Redis lost its settling: a "
+    "failover), settled again without being sent twice.",
+    ["forwarder"],
 )
 OUTBOX_LENGTH = Gauge(
     "smtp_checks_outbox_length",

@@ -41,6 +41,7 @@ from smtp_checks.scheduler.publisher import RunPublisher
 from smtp_checks.scheduler.schedule import Cadence, Slot
 from smtp_checks.shared.celery_app import config_app
 from smtp_checks.shared.config import Config, ConfigError, ScheduledCheck, load_config
+from smtp_checks.shared.errors import SmtpChecksError
 from smtp_checks.shared.heartbeats import (
     HEARTBEAT_EVERY,
     Heartbeat,
@@ -322,7 +323,12 @@ class Beat:
             if config.broker_url is None:
                 log.error("config reload refused: broker_url is not set")
                 return False
-            self._publisher.app = _app_for(config)
+            try:
+                app = _app_for(config)
+            except SmtpChecksError as error:  # a sentinel_password not found here
+                log.error("config reload refused: %s", error)
+                return False
+            self._publisher.app = app
         before = len(self._entries)
         self._config = config
         self._ledger.grace = config.centreon.orphan_grace

@@ -21,7 +21,8 @@ from kombu import Exchange, Queue
 
 from smtp_checks.shared.config import Config
 from smtp_checks.shared.redis_client import broker_redis, sentinel_transport_options
-from smtp_checks.shared.redis_transport import transport_for
+from smtp_checks.shared.redis_transport import first_url_only, transport_for
+from smtp_checks.shared.redis_urls import is_sentinel_url
 
 QueueType = Literal["classic", "quorum"]
 
@@ -81,6 +82,8 @@ def make_app(
     transport = transport_for(broker_url)
     if transport is not None:
         app.conf.broker_transport = transport
+    if is_sentinel_url(broker_url):
+        app.conf.broker_failover_strategy = first_url_only
     app.conf.update(
         # Workers accept JSON only: a pickle message is refused, never deserialised.
         task_serializer="json",

@@ -23,6 +23,8 @@ import redis.asyncio
 import redis.asyncio.sentinel
 import redis.exceptions
 import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from smtp_checks.shared.config import Config
 from smtp_checks.shared.errors import SetupError
@@ -78,6 +80,9 @@ class RedisAddress:
         kwargs: dict[str, Any] = {
             "socket_timeout": SENTINEL_TIMEOUT,
             "socket_connect_timeout": SENTINEL_TIMEOUT,
+            # A sentinel that does not answer is passed over for the next, not retried
+            # with backoff (redis-py's default): the question goes round them all at once.
+            "retry": Retry(NoBackoff(), 0),
         }
         if self.sentinel_password is not None:
             kwargs["password"] = resolve_secret(self.sentinel_password)

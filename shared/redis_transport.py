@@ -12,11 +12,13 @@ connection: the one client follows a failover as kombu's would.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
+import kombu.transport
 from kombu.transport import redis as kombu_redis
 
 from smtp_checks.shared.redis_urls import is_sentinel_url
@@ -48,6 +50,20 @@ class Transport(kombu_redis.Transport):
 
 class SentinelTransport(kombu_redis.SentinelTransport):
     Channel = SentinelChannel
+
+
+# kombu reads a `;`-separated URL as failover alternates and, after a connection error,
+# switches to the next one, parsed anew: its transport from its scheme (kombu's own, not
+# ours, unless the alias names ours) and its password and database from that part alone.
+# Behind Sentinel the alternates add nothing (redis-py asks every sentinel in turn), so a
+# Sentinel broker always stays on its first URL, the one that carries the master's
+# password and database.
+kombu.transport.TRANSPORT_ALIASES["sentinel"] = f"{__name__}:SentinelTransport"
+
+
+def first_url_only(urls: Sequence[str]) -> Iterator[str]:
+    """kombu's failover strategy for a Sentinel broker: the first URL, again."""
+    return itertools.repeat(urls[0])
 
 
 def transport_for(broker_url: str) -> str | None:

@@ -62,7 +62,8 @@ def parse_sentinel_url(url: str) -> SentinelUrl:
         if split.query or split.fragment:
             raise ValueError(f"part {position} of the Sentinel URL: options are not supported")
         sentinels.append((split.hostname, port))
-        first = first or split
+        if first is None:
+            first = split
     assert first is not None  # split() gives at least one part
     db_text = first.path.strip("/") or "0"
     if not db_text.isdigit():

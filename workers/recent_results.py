@@ -44,21 +44,25 @@ class RecentResults:
         while self._kept and (len(self._kept) > KEEP_AT_MOST or self._kept[0][0] < at - KEEP_FOR):
             self._kept.popleft()
 
-    async def forgotten(self) -> list[CheckResult]:
+    async def forgotten(self) -> tuple[list[CheckResult], str | None]:
         """The kept results, if the Redis answering now is not the one that took them (its
-        replication id changed since the last look); else nothing."""
+        replication id changed since the last look), with that id; else nothing. Call
+        `published_again(id)` once they are out: until then they stay forgotten."""
         if not self._watching:
-            return []
+            return [], None
         try:
             info = await self._client.info("replication")
-        except redis.exceptions.ResponseError as error:  # NoPermissionError among them
+        except redis.exceptions.ResponseError as error:  # refused (an ACL), or renamed away
             log.info("cannot watch for a Redis failover (INFO refused: %s)", error)
             self._watching = False
-            return []
+            return [], None
         current = str(info.get("master_replid", ""))
-        previous, self._replication_id = self._replication_id, current
-        if previous is None or current == previous:
-            return []
-        forgotten = [result for _, result in self._kept]
-        self._kept.clear()  # kept again as they are published again
-        return forgotten
+        if self._replication_id is None:
+            self._replication_id = current  # the first look: the Redis that takes them
+        if current == self._replication_id:
+            return [], None
+        return [result for _, result in self._kept], current
+
+    def published_again(self, replication_id: str) -> None:
+        """The forgotten results are out again, on the Redis of `replication_id`."""
+        self._replication_id = replication_id

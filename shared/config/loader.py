@@ -128,8 +128,9 @@ def _broker_problems(data: Mapping[str, Any]) -> list[tuple[str, str]]:
                 "required when the broker is not Redis (per-target limits and state live in Redis)",
             )
         )
-    quorum = data.get("broker_queue_type") == "quorum"
-    if quorum and isinstance(broker, str) and is_redis_url(broker):
+    if data.get("broker_queue_type") == "quorum" and (
+        not isinstance(broker, str) or is_redis_url(broker)
+    ):
         problems.append(("broker_queue_type", "quorum queues are RabbitMQ's: not for Redis"))
     return problems + _sentinel_problems(data)
 

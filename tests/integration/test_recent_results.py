@@ -67,6 +67,38 @@ def test_results_are_published_again_to_a_redis_that_lost_them(tmp_path: Path) -
         server.stop()
 
 
+def test_forgotten_results_stay_forgotten_until_they_are_out_again(tmp_path: Path) -> None:
+    """A publication that fails right after the failover (Redis still settling) loses
+    nothing: the results come back at the next look, until `published_again`."""
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    sent = [result(1_800_000_000.0)]
+
+    async def scenario() -> list[int]:
+        recent = RecentResults(connect_async(server.url))
+        recent.published(sent, at=1000.0)
+        seen = [len((await recent.forgotten())[0])]  # the first look
+        server.stop()
+        server.start()  # a new replication id (data or not)
+        while True:
+            try:
+                results, replication_id = await recent.forgotten()
+                break
+            except redis.ConnectionError:
+                await asyncio.sleep(0.05)
+        seen.append(len(results))
+        seen.append(len((await recent.forgotten())[0]))  # that publication failed: again
+        assert replication_id is not None
+        recent.published_again(replication_id)
+        seen.append(len((await recent.forgotten())[0]))
+        return seen
+
+    try:
+        assert asyncio.run(scenario()) == [0, 1, 1, 0]
+    finally:
+        server.stop()
+
+
 def test_only_the_last_seconds_of_publishing_are_kept() -> None:
     recent = RecentResults(None)  # type: ignore[arg-type]  # no Redis needed to keep
     old, new = result(1_800_000_000.0), result(1_800_000_100.0)

@@ -323,6 +323,16 @@ def test_sighup_applies_a_new_config_and_refuses_an_invalid_one(
     wait_for(lambda: "previous schedule stays in force" in beat.text(), 5, "the refusal")
     refused = time.time()
     time.sleep(2.5)
+    # A new broker whose sentinels' password is not on this machine: refused, not a crash.
+    behind = {
+        "broker_url": "sentinel://127.0.0.1:1/0", "sentinel_master": "m",
+        "sentinel_password": "env:SMTP_CHECKS_TEST_ABSENT", "sites": {"paris": {}},
+        "hosts": [host("a")],
+    }  # fmt: skip
+    path.write_text(yaml.safe_dump(behind))
+    beat.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "env:SMTP_CHECKS_TEST_ABSENT not found" in beat.text(), 5, "the refusal")
+    assert beat.process.poll() is None
     assert beat.stop() == 0
 
     slots = slots_by_check(taker)

@@ -41,6 +41,7 @@ _CONNECTION_LOST: tuple[type[BaseException], ...] = (
     *REDIS_DOWN,
 )
 _POLL = 0.02  # seconds the thread waits for a message before tending to the loop's requests
+_QUEUE_DECLARE = (50, 10)  # AMQP's queue.declare (class 50, method 10)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -104,6 +105,9 @@ class AmqpQueueSource:
                     self._consume(connection)
                     backoff.reset()
             except amqp.exceptions.PreconditionFailed as error:
+                if error.method_sig != _QUEUE_DECLARE:  # a consumer timeout, say: reconnect
+                    self._lost(error, backoff)
+                    continue
                 self._declaration_refused = SetupError(
                     f"RabbitMQ refused the queue {self.name} as configured ({error.reply_text}): "
                     "it exists with other arguments, another broker_queue_type? A queue cannot "
@@ -112,14 +116,18 @@ class AmqpQueueSource:
                 )
                 break
             except _CONNECTION_LOST as error:
-                # Deliveries of the lost connection cannot be acknowledged on a new one: the
-                # broker gives them back (their results are recognised by run id).
-                self._connection += 1
-                self._inbox.clear()
-                delay = backoff.next_delay()
-                log.warning("broker connection lost (%s): reconnecting in %.1f s", error, delay)
-                self._closed.wait(delay)
+                self._lost(error, backoff)
         self._stopped.set()
+
+    def _lost(self, error: BaseException, backoff: Backoff) -> None:
+        """The connection (or its channel) is gone: wait, then connect again. Deliveries of
+        the lost connection cannot be acknowledged on a new one: the broker gives them
+        back (their results are recognised by run id)."""
+        self._connection += 1
+        self._inbox.clear()
+        delay = backoff.next_delay()
+        log.warning("broker connection lost (%s): reconnecting in %.1f s", error, delay)
+        self._closed.wait(delay)
 
     def _consume(self, connection: Connection) -> None:
         consumer = Consumer(
