@@ -29,7 +29,7 @@ from smtp_checks.consumer.forwarders.base import (
 from smtp_checks.consumer.outbox import Batch, Outbox
 from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.errors import SmtpChecksError
-from smtp_checks.shared.redis_client import REDIS_DOWN
+from smtp_checks.shared.redis_client import REDIS_DOWN, redis_backoff
 
 log = logging.getLogger("smtp_checks.delivery")
 
@@ -109,7 +109,8 @@ class Deliverer(threading.Thread):
         self.forwarder = forwarder
         self._stopping = stop
         self._work = threading.Event()
-        self._backoff = backoff
+        self._backoff = backoff  # while Centreon is unreachable or refuses
+        self._redis_backoff = redis_backoff()
         self._failures = _FailureLog()
         self.delivered = 0
         self._summarised: dict[str, int] = {}
@@ -128,9 +129,10 @@ class Deliverer(threading.Thread):
         while not self._stopping.is_set():
             try:
                 delay = self._step()
+                self._redis_backoff.reset()
             except REDIS_DOWN as error:
                 log.warning("outbox %s unavailable: %s", self.outbox.key, error)
-                delay = self._backoff.next_delay()
+                delay = self._redis_backoff.next_delay()
             self._counters.update(self.forwarder.counters())  # whatever the step ended in
             self._maybe_summarise()
             self._maybe_measure()

@@ -22,11 +22,10 @@ import redis
 
 from smtp_checks.consumer import metrics
 from smtp_checks.consumer.processor import ResultProcessor
-from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.heartbeats import HEARTBEAT_EVERY, Heartbeat, send_heartbeat
 from smtp_checks.shared.lease import ProcessName
 from smtp_checks.shared.metrics import REDIS_RECONNECTS
-from smtp_checks.shared.redis_client import REDIS_DOWN
+from smtp_checks.shared.redis_client import REDIS_DOWN, redis_backoff
 from smtp_checks.shared.result_queue import ResultQueue
 
 log = logging.getLogger("smtp_checks.consumer")
@@ -56,7 +55,7 @@ class ResultReader:
         self._last_lag_log = time.monotonic()
 
     def run(self) -> None:
-        backoff = Backoff(base=0.1, cap=5.0)
+        backoff = redis_backoff()
         while not self.should_stop:
             try:
                 taken = self._turn()

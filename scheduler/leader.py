@@ -4,7 +4,9 @@ The lock is a lease (shared/lease.py): one key naming the beat that holds it, wi
 Only the holder may extend or delete it, so a beat whose lock expired (a long pause, a
 network split) can never renew or release the lock another beat has taken since; a beat
 restarted on the same machine takes over from its dead predecessor at once. A holder renews
-every ttl/3 and stops enqueueing at the first renewal that fails. It counts itself leader
+every ttl/3 and stops enqueueing at the first renewal that fails; after a Redis error it
+tries again within half a second (backing off to ttl/3), so that it leads again within about
+a second of Redis coming back (a restart, a Sentinel failover). It counts itself leader
 only until `ttl` after the last renewal it *sent*, on its own monotonic clock, so it stops
 no later than the moment another beat can take the key.
 
@@ -20,9 +22,16 @@ from collections.abc import Callable
 
 import redis
 
+from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.lease import Lease
 
 log = logging.getLogger(__name__)
+
+# A beat that could not reach Redis tries the lock again sooner than ttl/3: after 0.5 s,
+# then backing off to ttl/3 while Redis stays away. After a restart or a failover it
+# enqueues again within about a second of Redis being back. The script compares holders:
+# trying often never makes a second leader.
+RETRY_AFTER_ERROR = 0.5
 
 
 class LeaderLock:
@@ -44,6 +53,7 @@ class LeaderLock:
         self._clock = clock
         self._valid_until = 0.0  # monotonic: leader until then, unless renewed
         self._next_attempt = 0.0  # monotonic: when to acquire or renew next
+        self._errors = Backoff(base=RETRY_AFTER_ERROR, cap=ttl / 3, floor=0.5)
 
     @property
     def is_leader(self) -> bool:
@@ -82,7 +92,9 @@ class LeaderLock:
             acquired = self._lease.hold(self.ttl)
         except redis.RedisError as error:
             log.warning("cannot reach Redis to take the leader lock: %s", error)
+            self._retry_soon(sent_at)
             return
+        self._errors.reset()
         if acquired:
             self._valid_until = sent_at + self.ttl
             log.info("took the leader lock %s: this beat enqueues", self.key)
@@ -94,9 +106,14 @@ class LeaderLock:
             # Unsure whether we still hold it: stop now rather than risk a second leader.
             self._valid_until = 0.0
             log.warning("cannot renew the leader lock, stopped enqueueing: %s", error)
+            self._retry_soon(sent_at)
             return
+        self._errors.reset()
         if renewed:
             self._valid_until = sent_at + self.ttl
         else:
             self._valid_until = 0.0
             log.warning("lost the leader lock %s to another beat: stopped enqueueing", self.key)
+
+    def _retry_soon(self, now: float) -> None:
+        self._next_attempt = min(self._next_attempt, now + self._errors.next_delay())

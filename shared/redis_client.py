@@ -26,6 +26,7 @@ import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.config import Config
 from smtp_checks.shared.errors import SetupError
 from smtp_checks.shared.redis_urls import (
@@ -53,6 +54,15 @@ CONNECT_TIMEOUT = 5.0
 # Seconds a sentinel gets to answer where the master is: a dead one must not hold up the
 # question to the next.
 SENTINEL_TIMEOUT = 1.0
+# Seconds at most between two attempts to reach Redis while it is away: an attempt costs
+# next to nothing (a refused connection, a question to the sentinels), and after a restart
+# or a failover every role is back within this.
+RETRY_CAP = 2.0
+
+
+def redis_backoff() -> Backoff:
+    """How a role waits between its attempts to reach Redis again."""
+    return Backoff(base=0.1, cap=RETRY_CAP)
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,10 @@ import logging
 import threading
 import time
 
-from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.heartbeats import Heartbeat
 from smtp_checks.shared.messages import CheckResult
 from smtp_checks.shared.metrics import REDIS_RECONNECTS
-from smtp_checks.shared.redis_client import REDIS_DOWN
+from smtp_checks.shared.redis_client import REDIS_DOWN, redis_backoff
 from smtp_checks.workers.metrics import Unmeasured, WorkerMetrics
 from smtp_checks.workers.publisher import ResultPublisher
 from smtp_checks.workers.rate_limit import RateLimit
@@ -108,7 +107,7 @@ class Worker:
             self.source.name,
             self.concurrency,
         )
-        backoff = Backoff(cap=10.0)
+        backoff = redis_backoff()
         while not self.stop_event.is_set():
             tick_started = time.monotonic()
             try:

@@ -13,9 +13,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from smtp_checks.scheduler.leader import LeaderLock
 from smtp_checks.shared.lease import Lease, ProcessName, this_machine
 from smtp_checks.shared.result_queue import ResultQueue
 from tests.redis_fixtures import flushed_redis_db
+from tests.smtp_servers import refused_port
 
 KEY = "smtp-checks:test:lease"
 
@@ -95,3 +97,18 @@ def test_a_dead_consumers_results_are_taken_back_at_once(url: str, client: redis
     process.wait()
     assert queue.reclaim() == 2  # at once, not after its 60 s lease
     assert queue.take("next", 10, lease=30) == [b"r0", b"r1", b"r2"]
+
+
+def test_a_beat_that_cannot_reach_redis_tries_the_lock_again_soon_then_less_often() -> None:
+    """After a restart or a failover the beat must lead again within about a second, not
+    ttl/3 later; while Redis stays away, it backs off to ttl/3."""
+    now = [100.0]
+    unreachable = redis.Redis(port=refused_port(), socket_connect_timeout=0.2, retry=None)
+    lock = LeaderLock(unreachable, "test:leader", ttl=9.0, clock=lambda: now[0])
+    waits = []
+    for _ in range(6):
+        assert lock.tick() is False
+        waits.append(lock.next_attempt - now[0])
+        now[0] = lock.next_attempt
+    assert 0.25 <= waits[0] <= 0.5
+    assert all(wait <= 3.0 for wait in waits) and waits[-1] >= 1.5
