@@ -29,6 +29,7 @@ from smtp_checks.consumer.forwarders.base import (
 from smtp_checks.consumer.outbox import Batch, Outbox
 from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.errors import SmtpChecksError
+from smtp_checks.shared.failure_log import FailureLog
 from smtp_checks.shared.redis_client import REDIS_DOWN, redis_backoff
 
 log = logging.getLogger("smtp_checks.delivery")
@@ -36,7 +37,7 @@ log = logging.getLogger("smtp_checks.delivery")
 BATCH_SIZE = 1000
 LEASE_TTL = 20.0  # seconds an outbox stays with a consumer that stopped renewing its lease
 _IDLE_WAIT = 1.0  # seconds between looks at an empty outbox (woken early by `wake`)
-_REPEAT_EVERY = 600.0  # seconds between reminders of a failure that keeps repeating
+_REPEAT_EVERY = 600.0  # seconds between reminders of a Centreon failure that keeps repeating
 SUMMARY_EVERY = 60.0  # seconds between INFO lines of what a forwarder did
 _GAUGES_EVERY = 5.0  # seconds between two readings of the outbox for its metrics
 REMEMBER_FOR = 600.0  # seconds a deliverer remembers what it delivered
@@ -45,33 +46,6 @@ _REMEMBER_AT_MOST = 200_000  # results remembered, whatever their age (a bound o
 
 class LeaseLost(SmtpChecksError):
     """Another consumer holds this outbox now: stop delivering it."""
-
-
-class _FailureLog:
-    """Logs a failure when it first happens, and the same failure again only every
-    `_REPEAT_EVERY` seconds (at DEBUG meanwhile): an outage of hours is a few lines."""
-
-    def __init__(self) -> None:
-        self._last: str | None = None
-        self._logged_at = 0.0
-
-    def failed(self, name: str, error: ForwardError, waiting: int, delay: float) -> None:
-        text = str(error)
-        now = time.monotonic()
-        repeated = text == self._last and now - self._logged_at < _REPEAT_EVERY
-        level = logging.ERROR if isinstance(error, CentreonRightsError) else logging.WARNING
-        log.log(
-            logging.DEBUG if repeated else level,
-            "%s: %s; %d result(s) wait in the outbox, next try in %.1f s",
-            name, text, waiting, delay,
-        )  # fmt: skip
-        if not repeated:
-            self._last, self._logged_at = text, now
-
-    def succeeded(self, name: str) -> None:
-        if self._last is not None:
-            log.info("%s: delivering again", name)
-        self._last = None
 
 
 class _Delivered:
@@ -111,7 +85,8 @@ class Deliverer(threading.Thread):
         self._work = threading.Event()
         self._backoff = backoff  # while Centreon is unreachable or refuses
         self._redis_backoff = redis_backoff()
-        self._failures = _FailureLog()
+        self._failures = FailureLog(log, every=_REPEAT_EVERY)  # Centreon's
+        self._outages = FailureLog(log)  # Redis's
         self.delivered = 0
         self._summarised: dict[str, int] = {}
         self._next_summary = time.monotonic() + SUMMARY_EVERY
@@ -130,8 +105,11 @@ class Deliverer(threading.Thread):
             try:
                 delay = self._step()
                 self._redis_backoff.reset()
+                self._outages.succeeded("outbox %s reachable again", self.outbox.key)
             except REDIS_DOWN as error:
-                log.warning("outbox %s unavailable: %s", self.outbox.key, error)
+                self._outages.failed(
+                    str(error), "outbox %s unavailable: %s", self.outbox.key, error
+                )
                 delay = self._redis_backoff.next_delay()
             self._counters.update(self.forwarder.counters())  # whatever the step ended in
             self._maybe_summarise()
@@ -167,13 +145,18 @@ class Deliverer(threading.Thread):
         except ForwardError as error:
             metrics.FAILURES.labels(self.forwarder.name).inc()
             delay = self._backoff.next_delay()
-            self._failures.failed(self.forwarder.name, error, self.outbox.length(), delay)
+            self._failures.failed(
+                str(error),
+                "%s: %s; %d result(s) wait in the outbox, next try in %.1f s",
+                self.forwarder.name, error, self.outbox.length(), delay,
+                level=logging.ERROR if isinstance(error, CentreonRightsError) else logging.WARNING,
+            )  # fmt: skip
             self.outbox.note(self.forwarder.name, failed_at=time.time(), error=str(error))
             return delay
         self.outbox.delivered()
         self.outbox.note(self.forwarder.name, delivered_at=time.time(), error=None)
         self._backoff.reset()
-        self._failures.succeeded(self.forwarder.name)
+        self._failures.succeeded("%s: delivering again", self.forwarder.name)
         self.delivered += len(batch.results)
         return 0.0
 

@@ -22,6 +22,7 @@ import redis
 
 from smtp_checks.consumer import metrics
 from smtp_checks.consumer.processor import ResultProcessor
+from smtp_checks.shared.failure_log import FailureLog
 from smtp_checks.shared.heartbeats import HEARTBEAT_EVERY, Heartbeat, send_heartbeat
 from smtp_checks.shared.lease import ProcessName
 from smtp_checks.shared.metrics import REDIS_RECONNECTS
@@ -55,15 +56,18 @@ class ResultReader:
         self._last_lag_log = time.monotonic()
 
     def run(self) -> None:
-        backoff = redis_backoff()
+        backoff, outages = redis_backoff(), FailureLog(log)
         while not self.should_stop:
             try:
                 taken = self._turn()
                 backoff.reset()
+                outages.succeeded("Redis reachable again")
             except REDIS_DOWN as error:
                 delay = backoff.next_delay()
                 REDIS_RECONNECTS.labels("consumer").inc()
-                log.warning("Redis unavailable (%s): retrying in %.1f s", error, delay)
+                outages.failed(
+                    str(error), "Redis unavailable (%s): retrying in %.1f s", error, delay
+                )
                 time.sleep(delay)
                 continue
             if not taken:

@@ -27,6 +27,7 @@ import logging
 import threading
 import time
 
+from smtp_checks.shared.failure_log import FailureLog
 from smtp_checks.shared.heartbeats import Heartbeat
 from smtp_checks.shared.messages import CheckResult
 from smtp_checks.shared.metrics import REDIS_RECONNECTS
@@ -107,7 +108,7 @@ class Worker:
             self.source.name,
             self.concurrency,
         )
-        backoff = redis_backoff()
+        backoff, outages = redis_backoff(), FailureLog(log)
         while not self.stop_event.is_set():
             tick_started = time.monotonic()
             try:
@@ -116,9 +117,12 @@ class Worker:
             except REDIS_DOWN as error:
                 REDIS_RECONNECTS.labels("worker").inc()
                 delay = backoff.next_delay()
-                log.warning("broker or Redis unavailable (%s): retrying in %.1f s", error, delay)
+                outages.failed(
+                    str(error), "broker or Redis unavailable (%s): retrying in %.1f s", error, delay
+                )
                 await asyncio.sleep(delay)
                 continue
+            outages.succeeded("broker and Redis reachable again")
             if more:  # the next slice a _SLICE after this one started
                 await asyncio.sleep(max(0.0, tick_started + _SLICE - time.monotonic()))
             else:
