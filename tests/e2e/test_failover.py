@@ -88,7 +88,7 @@ def forwarded_twice(pipeline: Pipeline) -> list[str]:
     return twice
 
 
-def test_a_master_killed_mid_run_is_ridden_out_and_what_it_lost_is_reported(
+def test_a_master_killed_mid_run_is_ridden_out_and_nothing_it_lost_goes_silent(
     group: SentinelGroup, pipelines: Callable[..., Pipeline], server_pool: ServerPool
 ) -> None:
     # The group first: set up before the pipeline, it is stopped after it.
