@@ -11,6 +11,7 @@ If its outcome cannot be published, the message goes back to the queue (at least
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import threading
 import time
@@ -115,14 +116,16 @@ async def _check(
 
 async def _beat_on(publisher: ResultPublisher, vitals: dict[str, WorkerVitals]) -> None:
     """Heartbeats between checks too (a quiet site, or checks slower than ALIVE_FOR, must not
-    look dead). Celery owns the broker connection here, so the process's being alive stands
-    for its reaching the queue."""
+    look dead), and the look for a Redis that lost the last results (a failover). Celery owns
+    the broker connection here, so the process's being alive stands for its reaching the
+    queue."""
     while True:
         await asyncio.sleep(HEARTBEAT_EVERY)
+        with contextlib.suppress(*REDIS_DOWN):  # one look per beat, for every worker name
+            await publisher.publish_again_if_forgotten()
         for own in list(vitals.values()):
             own.exchanged(started=time.time(), emptied=False)
             try:
-                await publisher.publish_again_if_forgotten()
                 await publisher.publish([], heartbeat=_heartbeat(own))
             except REDIS_DOWN:
                 continue  # the next one, then

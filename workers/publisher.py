@@ -56,37 +56,10 @@ class ResultPublisher:
         *,
         heartbeat: Heartbeat | None = None,
         superseded: int = 0,
+        again: bool = False,
     ) -> None:
-        """`results` in order, `letters`, and what else is due, in one round trip."""
-        await self._publish(results, letters, heartbeat=heartbeat, superseded=superseded)
-        if results:
-            self._recent.published(list(results), time.time())
-
-    async def publish_again_if_forgotten(self) -> int:
-        """Publish again the last results if the Redis answering now may have lost them (a
-        failover, a restart); how many. Ad hoc replies go again too (an enqueuer reads
-        the first)."""
-        results, replication_id = await self._recent.forgotten()
-        if replication_id is None:
-            return 0
-        if results:
-            log.warning(
-                "Redis is not the one that took the last results (a failover or a restart: "
-                "its last writes may be lost): publishing the last %d again",
-                len(results),
-            )
-            await self._publish(results)
-        self._recent.published_again(replication_id)
-        return len(results)
-
-    async def _publish(
-        self,
-        results: Sequence[CheckResult],
-        letters: Sequence[DeadLetter] = (),
-        *,
-        heartbeat: Heartbeat | None = None,
-        superseded: int = 0,
-    ) -> None:
+        """`results` in order, `letters`, and what else is due, in one round trip. `again`:
+        the results were published before and are kept already (`publish_again_if_forgotten`)."""
         if not results and not letters and heartbeat is None and not superseded:
             return
         payloads = [result.model_dump_json() for result in results]
@@ -111,3 +84,22 @@ class ResultPublisher:
             if heartbeat is not None:
                 heartbeat.write(pipe, self._keys)
             await pipe.execute()
+        if results and not again:
+            self._recent.published(list(results), time.time())
+
+    async def publish_again_if_forgotten(self) -> int:
+        """Publish again the last results if the Redis answering now may have lost them (a
+        failover, a restart); how many. Ad hoc replies go again too (an enqueuer reads
+        the first)."""
+        results, replication_id = await self._recent.forgotten()
+        if replication_id is None:
+            return 0
+        if results:
+            log.warning(
+                "Redis is not the one that took the last results (a failover or a restart: "
+                "its last writes may be lost): publishing the last %d again",
+                len(results),
+            )
+            await self.publish(results, again=True)
+        self._recent.published_again(replication_id)
+        return len(results)
