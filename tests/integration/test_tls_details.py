@@ -124,12 +124,17 @@ def test_chain_thresholds_warn_of_an_intermediate_about_to_expire(
     assert "'chain_days_left'=" in out and ";30:;7:;;" in out, out
 
 
+def tls_1_2_server(smtp_server_factory: Callable[..., SmtpServer], chain: Chain) -> SmtpServer:
+    """A STARTTLS server that offers TLS 1.2 at most."""
+    return smtp_server_factory(
+        tls="starttls", tls_context=chain.server_context(ssl.TLSVersion.TLSv1_2)
+    )
+
+
 def test_verbose_shows_the_tls_version_and_cipher(
     smtp_server_factory: Callable[..., SmtpServer], chain: Chain
 ) -> None:
-    server = smtp_server_factory(
-        tls="starttls", tls_context=chain.server_context(ssl.TLSVersion.TLSv1_2)
-    )
+    server = tls_1_2_server(smtp_server_factory, chain)
     code, out = check(server, chain, "--verbose")
     assert code == 0, out
     assert re.fullmatch(r"TLS TLSv1\.2 \S+", out.splitlines()[1]), out
@@ -138,9 +143,7 @@ def test_verbose_shows_the_tls_version_and_cipher(
 def test_tls_min_version_refuses_a_weaker_session_with_a_clear_reason(
     smtp_server_factory: Callable[..., SmtpServer], chain: Chain
 ) -> None:
-    server = smtp_server_factory(
-        tls="starttls", tls_context=chain.server_context(ssl.TLSVersion.TLSv1_2)
-    )
+    server = tls_1_2_server(smtp_server_factory, chain)
     code, out = check(server, chain, "--smtp-options=tls_min_version=1.3")
     assert code == 2, out
     assert out.startswith("CRITICAL: Unable to connect to SMTP: TLS handshake failed: "), out
