@@ -128,10 +128,12 @@ def connect(address: RedisAddress | str, *, socket_timeout: float = SOCKET_TIMEO
             socket_connect_timeout=CONNECT_TIMEOUT,
         )
     parsed, master, sentinel_kwargs = address.sentinel()
-    sentinels = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    # Any: redis-py typed its Sentinel in 8.x only; the ignores older releases need would
+    # be unused on newer ones.
+    sentinels: Any = redis.sentinel.Sentinel(
         list(parsed.sentinels), sentinel_kwargs=sentinel_kwargs
     )
-    client = sentinels.master_for(  # type: ignore[no-untyped-call]
+    client = sentinels.master_for(
         master,
         socket_timeout=socket_timeout,
         socket_connect_timeout=CONNECT_TIMEOUT,
@@ -160,7 +162,7 @@ def connect_async(
         pool = redis.asyncio.BlockingConnectionPool.from_url(url, **options)
         return redis.asyncio.Redis(connection_pool=pool)
     parsed, master, sentinel_kwargs = address.sentinel()
-    sentinels = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+    sentinels: Any = redis.asyncio.sentinel.Sentinel(
         list(parsed.sentinels), sentinel_kwargs=sentinel_kwargs
     )
     pool_class = (
