@@ -16,7 +16,7 @@ from time import perf_counter
 from smtp_checks.shared.probe.dialogue import Close, Receive, Send, SmtpSession, StartTls
 from smtp_checks.shared.probe.failures import FailureKind
 from smtp_checks.shared.probe.result import ProbeResult
-from smtp_checks.shared.probe.spec import Mode, ProbeSpec
+from smtp_checks.shared.probe.spec import ProbeSpec
 from smtp_checks.shared.probe.wire import (
     Addresses,
     bind_failure,
@@ -38,7 +38,7 @@ async def run_probe(spec: ProbeSpec, *, deadline: float | None = None) -> ProbeR
     say); failures still word the timeout as configured.
     """
     message = None
-    if spec.mode is Mode.MESSAGE and spec.message is not None:
+    if spec.mode.sends_message and spec.message is not None:
         from smtp_checks.shared.probe.message import build_message  # noqa: PLC0415 (slow import)
 
         message = build_message(spec.message, spec.helo_name or local_fqdn())

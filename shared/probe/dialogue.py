@@ -134,6 +134,7 @@ class SmtpSession:
         self._last_event_at = started_at
         self._tls: TlsInfo | None = None
         self._relay: RelayAnswer | None = None
+        self._sent_at: float | None = None  # when the server accepted the message (DATA)
         self._address: str | None = None
         self._endpoints: tuple[Endpoint | None, Endpoint | None] = (None, None)
         self._failure: ProbeFailure | None = None
@@ -237,6 +238,7 @@ class SmtpSession:
             # A hostile server could echo a secret back: the transcript shows none.
             transcript=tuple(self._redact(line) for line in self.transcript or ()),
             relay=self._relay,
+            sent_after=None if self._sent_at is None else self._sent_at - self._started_at,
             # News only when the host is a name: an address literal is its own address.
             address=self._address if self._address != self.spec.host else None,
         )
@@ -326,7 +328,7 @@ class SmtpSession:
             if self.spec.credentials is not None:
                 self._begin(Phase.AUTH)
                 yield from self._authenticate(extensions.get("AUTH"))
-            if self.spec.mode is Mode.MESSAGE and self._message is not None:
+            if self.spec.mode.sends_message and self._message is not None:
                 yield from self._send_message(self._message)
         self._begin(Phase.QUIT)
         yield _Say("QUIT")
@@ -457,6 +459,7 @@ class SmtpSession:
         reply = yield from self._hear()
         if reply.code != 250:
             raise _Refused(FailureKind.REJECTED, f"message refused: {reply}", reply)
+        self._sent_at = reply.received_at
 
 
 def _expect(what: str, pattern: str | None, reply: Reply) -> None:

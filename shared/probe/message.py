@@ -8,6 +8,16 @@ from email.utils import formatdate, make_msgid
 
 from smtp_checks.shared.probe.spec import MessageSpec
 
+# Mode roundtrip: the headers the mailbox side searches for (shared/mailbox/).
+TOKEN_HEADER = "X-Smtp-Checks-Token"  # noqa: S105 (a run id, not a secret)
+CHECK_HEADER = "X-Smtp-Checks-Check"
+
+
+def check_tag(check_id: str) -> str:
+    """The value of a round trip's check header: in angle brackets, so that an IMAP search
+    (a substring match) for one check never matches another's (`mx1/...` in `amx1/...`)."""
+    return f"<{check_id}>"
+
 
 def build_message(spec: MessageSpec, domain: str) -> bytes:
     """The message as it goes after DATA, including the final `.` line."""
@@ -20,7 +30,11 @@ def build_message(spec: MessageSpec, domain: str) -> bytes:
         message["Cc"] = ", ".join(spec.cc)
     if spec.reply_to:
         message["Reply-To"] = spec.reply_to
-    message["Subject"] = spec.subject
+    message["Subject"] = spec.subject if spec.token is None else f"{spec.subject} [{spec.token}]"
+    if spec.token is not None:
+        message[TOKEN_HEADER] = spec.token
+    if spec.check_tag is not None:
+        message[CHECK_HEADER] = spec.check_tag
     # Monitoring mail must not trigger vacation replies or other automatic answers.
     message["Auto-Submitted"] = "auto-generated"
     message["X-Mailer"] = "smtp-checks"

@@ -41,6 +41,9 @@ class ProbeResult:
     tls: TlsInfo | None = None
     transcript: tuple[str, ...] = ()
     relay: RelayAnswer | None = None  # mode relay, once RCPT TO was answered
+    # Seconds from the start to the server's acceptance of the message (the end of DATA):
+    # where a round trip's delivery time starts.
+    sent_after: float | None = None
     # The address the host's name resolved to and was connected to (or the last one tried,
     # when none answered); None for a host given as an address.
     address: str | None = None

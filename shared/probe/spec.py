@@ -13,11 +13,19 @@ class Mode(StrEnum):
     # Connect, EHLO, TLS, then without AUTH: MAIL FROM, RCPT TO an outside address (which
     # must be refused), RSET, QUIT. Never DATA: nothing is ever sent.
     RELAY = "relay"
+    # Send as `message` does, with a token that identifies the run, then find that very
+    # message in a mailbox over IMAP or POP3 (shared/mailbox/) and measure its delivery.
+    ROUNDTRIP = "roundtrip"
 
     @property
     def has_envelope(self) -> bool:
         """The mode needs a sender and recipients (a MessageSpec)."""
         return self is not Mode.LOGIN
+
+    @property
+    def sends_message(self) -> bool:
+        """The mode sends a whole message (DATA), and words its failures as `message` does."""
+        return self in (Mode.MESSAGE, Mode.ROUNDTRIP)
 
 
 class TlsMode(StrEnum):
@@ -84,6 +92,10 @@ class MessageSpec:
     content_type: str = "text/plain"
     charset: str = "utf-8"
     reply_to: str | None = None
+    # Mode roundtrip: the run's token (in a header and in the subject) and the check it
+    # belongs to (a header): what the mailbox side looks for, and cleans up after.
+    token: str | None = None
+    check_tag: str | None = None
 
     @property
     def recipients(self) -> tuple[str, ...]:
