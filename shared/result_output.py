@@ -30,7 +30,22 @@ def result_output(result: CheckResult) -> PluginOutput:
         output = PluginOutput()
         output.add_message(Status.UNKNOWN, str(error))
         return output
-    return report(result.probe_result(), result.mode, thresholds)
+    if result.mailbox is not None:
+        return _look_output(result)
+    return report(result.probe_result(), result.mode, thresholds, delivery=result.delivery)
+
+
+def _look_output(result: CheckResult) -> PluginOutput:
+    """A round trip's receive step on its own (the consumer joins it to its send step
+    before anything reaches Centreon): the status the look itself has."""
+    output = PluginOutput()
+    if result.outcome is not Outcome.SUCCESS:
+        output.add_message(Status.UNKNOWN, f"Cannot check the mailbox: {result.detail}")
+    elif result.mailbox is not None and result.mailbox.found_in is not None:
+        output.add_message(Status.OK, f"Message found in {result.mailbox.found_in}")
+    else:
+        output.add_message(Status.OK, "Message not found yet")
+    return output
 
 
 def render_result(result: CheckResult, options: OutputOptions | None = None) -> Rendered:

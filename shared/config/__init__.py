@@ -1,7 +1,12 @@
 """The YAML configuration: value types, models, the defaults cascade, environment
 overrides, and the loader that reports every problem with its location."""
 
-from smtp_checks.shared.config.checks import DEFAULT_SERVICES, ScheduledCheck, asked_per_minute
+from smtp_checks.shared.config.checks import (
+    DEFAULT_SERVICES,
+    ScheduledCheck,
+    asked_per_minute,
+    sending_check_id,
+)
 from smtp_checks.shared.config.environment import ENV_PREFIX
 from smtp_checks.shared.config.loader import load_config, parse_config
 from smtp_checks.shared.config.models import (
@@ -47,4 +52,5 @@ __all__ = [
     "load_config",
     "parse_config",
     "rate_per_minute",
+    "sending_check_id",
 ]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from smtp_checks.shared.config.values import SecretRef
 from smtp_checks.shared.identity import CheckIdentity
+from smtp_checks.shared.mailbox.spec import ReceiveProtocol
 from smtp_checks.shared.output.thresholds import Thresholds
 from smtp_checks.shared.probe.spec import (
     CommandStep,
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # the models use the cascade; the cascade only reads them
         Host,
         MessageCheck,
         RelayCheck,
+        RoundtripCheck,
         Site,
     )
 
@@ -34,7 +36,37 @@ DEFAULT_SERVICES = {
     Mode.LOGIN: "SMTP-Login",
     Mode.MESSAGE: "SMTP-Message",
     Mode.RELAY: "SMTP-Relay",
+    Mode.ROUNDTRIP: "SMTP-Roundtrip",
 }
+
+
+RECEIVE_SUFFIX = "/receive"  # of a round trip's check id: its receive steps' id
+
+
+def sending_check_id(receive_check_id: str) -> str:
+    """The round trip whose receive steps have the id `receive_check_id`."""
+    return receive_check_id.removesuffix(RECEIVE_SUFFIX)
+
+
+@dataclass(frozen=True)
+class Receive:
+    """A round trip's receive side with the cascade applied: the mailbox, the site whose
+    workers look into it, how long the message has to arrive, thresholds on its delivery."""
+
+    protocol: ReceiveProtocol
+    address: str
+    port: int
+    tls: TlsMode
+    verify_tls: bool
+    ca_file: str | None
+    username: str
+    password: SecretRef
+    mailbox: str
+    junk: tuple[str, ...]
+    site: str
+    timeout: float
+    warning: str | None
+    critical: str | None
 
 
 @dataclass(frozen=True)
@@ -65,6 +97,13 @@ class ScheduledCheck:
     auth: MechanismName | None = None  # None: the best mechanism the server offers
     expect: str | None = None
     commands: tuple[CommandStep, ...] = ()
+    receive: Receive | None = None  # mode roundtrip
+
+    @property
+    def receive_check_id(self) -> str:
+        """The id under which the ledger knows a round trip's receive steps (each a run of
+        its own, on the receiving site)."""
+        return f"{self.check_id}{RECEIVE_SUFFIX}"
 
     def identity(
         self, run_id: str, *, scheduled_for: float, stale_at: float, adhoc: bool = False
@@ -105,7 +144,10 @@ def resolve(
     `source_address` is the default of its checks)."""
     tls = _first(check.tls, host.tls, defaults.tls) or TlsMode.STARTTLS
     message = None
-    if mode is Mode.MESSAGE:
+    receive = None
+    if mode is Mode.ROUNDTRIP:
+        receive = _receive(defaults, host, cast("RoundtripCheck", check))
+    if mode.sends_message:
         check = cast("MessageCheck", check)
         optional = {"subject": check.subject, "body": check.body}
         message = MessageSpec(
@@ -147,6 +189,27 @@ def resolve(
         auth=None if mode is Mode.RELAY else host.auth,
         expect=check.expect,
         commands=tuple(CommandStep(step.command, step.response) for step in check.commands),
+        receive=receive,
+    )
+
+
+def _receive(defaults: Defaults, host: Host, check: RoundtripCheck) -> Receive:
+    settings = check.receive
+    return Receive(
+        protocol=settings.protocol,
+        address=settings.address,
+        port=settings.port or settings.protocol.default_port(settings.tls),
+        tls=settings.tls,
+        verify_tls=bool(_first(settings.verify_tls, host.verify_tls, defaults.verify_tls)),
+        ca_file=_first(settings.ca_file, host.ca_file, defaults.ca_file),
+        username=settings.username,
+        password=settings.password,
+        mailbox=settings.mailbox,
+        junk=settings.junk,
+        site=settings.site or host.site,
+        timeout=settings.timeout,
+        warning=settings.warning,
+        critical=settings.critical,
     )
 
 

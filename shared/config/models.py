@@ -39,6 +39,7 @@ from smtp_checks.shared.config.values import (
     number_as_text,
     threshold_text,
 )
+from smtp_checks.shared.mailbox.spec import ReceiveProtocol
 from smtp_checks.shared.probe.spec import IpVersion, Mode, ProxyVersion, TlsMinVersion, TlsMode
 from smtp_checks.shared.redis_urls import is_redis_url
 
@@ -141,10 +142,53 @@ class RelayCheck(CheckSettings):
     to: MailAddress
 
 
+class ReceiveSettings(_Model):
+    """The mailbox a round trip looks for its message in (checks.roundtrip.receive), and
+    the site whose workers read it (default: the host's)."""
+
+    protocol: ReceiveProtocol
+    address: HostAddress
+    port: Port | None = None  # None: the protocol's (993, 143, 995, 110)
+    tls: TlsMode = TlsMode.IMPLICIT  # ssl (IMAPS, POP3S) | starttls | none
+    verify_tls: bool | None = None  # None: the host's, then the defaults'
+    ca_file: str | None = None
+    username: OneLine
+    password: SecretRefField
+    mailbox: OneLine = "INBOX"
+    junk: tuple[OneLine, ...] = ()  # searched too: found there is WARNING
+    site: SiteName | None = None
+    timeout: Timeout = 120.0  # seconds the message has to arrive
+    warning: Annotated[str | None, BeforeValidator(number_as_text)] = None  # delivery seconds
+    critical: Annotated[str | None, BeforeValidator(number_as_text)] = None
+
+    @field_validator("warning")
+    @classmethod
+    def _warning(cls, value: str | None) -> str | None:
+        return threshold_text("warning", value)
+
+    @field_validator("critical")
+    @classmethod
+    def _critical(cls, value: str | None) -> str | None:
+        return threshold_text("critical", value)
+
+    @model_validator(mode="after")
+    def _junk_needs_folders(self) -> ReceiveSettings:
+        if self.junk and self.protocol is ReceiveProtocol.POP3:
+            raise ValueError("junk folders need IMAP (POP3 has one folder)")
+        return self
+
+
+class RoundtripCheck(MessageCheck):
+    """A message as `message` sends it, then looked for in `receive`'s mailbox."""
+
+    receive: ReceiveSettings
+
+
 class Checks(_Model):
     login: LoginCheck | None = None
     message: MessageCheck | None = None
     relay: RelayCheck | None = None
+    roundtrip: RoundtripCheck | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -161,6 +205,8 @@ class Checks(_Model):
             yield Mode.MESSAGE, self.message
         if self.relay is not None:
             yield Mode.RELAY, self.relay
+        if self.roundtrip is not None:
+            yield Mode.ROUNDTRIP, self.roundtrip
 
 
 class Host(_Model):

@@ -4,6 +4,7 @@ disagree (`ip`, `source_address`, an address host). Each problem at its place.""
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, NamedTuple
 
 from smtp_checks.shared.config.checks import DEFAULT_SERVICES, resolve
@@ -12,6 +13,7 @@ from smtp_checks.shared.probe import validation
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from smtp_checks.shared.config.checks import ScheduledCheck
     from smtp_checks.shared.config.models import Defaults, Host, Site
 
 
@@ -70,6 +72,7 @@ def cross_field_problems(
                     validation.families(host.address, resolved.ip, resolved.source_address)
                 except ValueError as error:
                     problems.append((check_where, str(error)))
+                problems += _receive_problems(check_where, resolved, sites)
                 if resolved.interval < resolved.timeout:
                     problems.append(
                         (
@@ -78,4 +81,31 @@ def cross_field_problems(
                             f"{resolved.timeout:g}s (a run could still be going at the next one)",
                         )
                     )
+    return problems
+
+
+def _receive_problems(
+    where: str, check: ScheduledCheck, sites: Mapping[str, Site] | None
+) -> list[tuple[str, str]]:
+    """A round trip's receive side: a known site, and done before the next run sends (one
+    round trip of a check at a time: the next run deletes what the last one left)."""
+    receive = check.receive
+    if receive is None:
+        return []
+    problems = []
+    if sites is not None and receive.site not in sites:
+        known = ", ".join(sorted(sites)) or "none"
+        problems.append(
+            (f"{where}.receive.site", f"unknown site '{receive.site}' (sites: {known})")
+        )
+    if receive.timeout + check.timeout >= check.interval:
+        least = math.floor(receive.timeout + check.timeout) + 1
+        problems.append(
+            (
+                f"{where}.receive.timeout",
+                f"{receive.timeout:g}s plus the timeout {check.timeout:g}s must be shorter than "
+                f"the interval {check.interval}s (a round trip must end before the next "
+                f"begins): set an interval of at least {least}s or a shorter receive timeout",
+            )
+        )
     return problems

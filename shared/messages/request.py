@@ -7,6 +7,7 @@ password: the worker resolves it from its own environment.
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -20,14 +21,17 @@ from pydantic import (
 
 from smtp_checks.shared.config import ScheduledCheck, SecretRef
 from smtp_checks.shared.identity import CheckIdentity, Identified
+from smtp_checks.shared.mailbox.spec import MailboxSpec, ReceiveProtocol, Wanted
 from smtp_checks.shared.messages import version_1
 from smtp_checks.shared.probe import validation
+from smtp_checks.shared.probe.message import check_tag
 from smtp_checks.shared.probe.spec import (
     CommandStep,
     Credentials,
     IpVersion,
     MechanismName,
     MessageSpec,
+    Mode,
     ProbeSpec,
     ProxyVersion,
     TlsMinVersion,
@@ -94,6 +98,18 @@ class CommandParams(_Message):
     response: Annotated[str | None, AfterValidator(_optional_regex)] = None
 
 
+class ReceiveParams(_Message):
+    """The receive step of a round trip: look for the message of send run `token` in the
+    mailbox of the request's target (its username and password reference are the
+    mailbox's), in `mailbox` then the `junk` folders."""
+
+    protocol: ReceiveProtocol
+    mailbox: Annotated[str, AfterValidator(validation.one_line)] = "INBOX"
+    junk: tuple[Annotated[str, AfterValidator(validation.one_line)], ...] = ()
+    token: str = Field(pattern=r"^[0-9a-f]{1,64}$")
+    check_tag: Annotated[str, AfterValidator(validation.one_line)]
+
+
 class CheckRequest(Identified, _Message):
     schema_version: Literal[2] = 2
     identity: CheckIdentity
@@ -106,6 +122,7 @@ class CheckRequest(Identified, _Message):
     username: str | None = None
     auth: MechanismName | None = None
     password_ref: str | None = None  # env:NAME or file:PATH, resolved on the worker
+    receive: ReceiveParams | None = None  # a round trip's receive step (a mailbox look)
 
     @model_validator(mode="before")
     @classmethod
@@ -152,8 +169,52 @@ class CheckRequest(Identified, _Message):
             password_ref=str(check.password) if check.password else None,
         )
 
+    @classmethod
+    def receive_step(
+        cls, check: ScheduledCheck, token: str, *, scheduled_for: float
+    ) -> CheckRequest:
+        """A look into the mailbox of round trip `check` for the message of send run
+        `token`: a run of its own, on the receiving site's queue, stale once a look's
+        timeout (the check's) has passed."""
+        receive = check.receive
+        assert receive is not None, f"{check.check_id} is not a round trip"
+        identity = CheckIdentity(
+            check_id=check.receive_check_id,
+            host=check.host,
+            service=check.service,
+            site=receive.site,
+            mode=Mode.ROUNDTRIP,
+            run_id=uuid.uuid4().hex,
+            scheduled_for=scheduled_for,
+            stale_at=scheduled_for + check.timeout,
+        )
+        return cls(
+            identity=identity,
+            target=Target(
+                address=receive.address,
+                port=receive.port,
+                tls=receive.tls,
+                verify_tls=receive.verify_tls,
+                ca_file=receive.ca_file,
+                timeout=check.timeout,
+            ),
+            username=receive.username,
+            password_ref=str(receive.password),
+            receive=ReceiveParams(
+                protocol=receive.protocol,
+                mailbox=receive.mailbox,
+                junk=receive.junk,
+                token=token,
+                check_tag=check_tag(check.check_id),
+            ),
+        )
+
     def probe_spec(self, password: str | None) -> ProbeSpec:
-        """What to probe, once the worker has resolved the password."""
+        """What to probe, once the worker has resolved the password. A round trip's message
+        carries the run's token and its check's tag."""
+        message = self.message.to_spec() if self.message else None
+        if message is not None and self.mode is Mode.ROUNDTRIP:
+            message = replace(message, token=self.run_id, check_tag=check_tag(self.check_id))
         credentials = None
         if self.username:
             credentials = Credentials(self.username, password or "", mechanism=self.auth)
@@ -169,10 +230,33 @@ class CheckRequest(Identified, _Message):
             ),
             timeout=self.target.timeout,
             credentials=credentials,
-            message=self.message.to_spec() if self.message else None,
+            message=message,
             expect=self.expect,
             commands=tuple(CommandStep(step.command, step.response) for step in self.commands),
             ip=self.target.ip,
             source_address=self.target.source_address,
             proxy_protocol=self.target.proxy_protocol,
         )
+
+    def mailbox_spec(self, password: str | None) -> tuple[MailboxSpec, Wanted]:
+        """Where a receive step looks and what for, once the worker has resolved the
+        mailbox's password."""
+        receive = self.receive
+        assert receive is not None, "not a receive step"
+        spec = MailboxSpec(
+            protocol=receive.protocol,
+            host=self.target.address,
+            port=self.target.port,
+            username=self.username or "",
+            password=password or "",
+            tls=TlsSettings(
+                mode=self.target.tls,
+                verify=self.target.verify_tls,
+                ca_file=self.target.ca_file,
+                min_version=self.target.tls_min_version,
+            ),
+            timeout=self.target.timeout,
+            mailbox=receive.mailbox,
+            junk=receive.junk,
+        )
+        return spec, Wanted(receive.token, receive.check_tag)

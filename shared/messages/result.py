@@ -10,10 +10,13 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from smtp_checks.shared.identity import CheckIdentity, Identified
+from smtp_checks.shared.mailbox.delivery import Delivery
+from smtp_checks.shared.mailbox.spec import MailboxLook
 from smtp_checks.shared.messages import version_1
 from smtp_checks.shared.probe.failures import FailureKind, ProbeFailure
 from smtp_checks.shared.probe.phases import Phase
 from smtp_checks.shared.probe.result import ProbeResult, RelayAnswer, TlsInfo
+from smtp_checks.shared.probe.spec import Mode
 from smtp_checks.shared.sanitize import sanitize
 
 if TYPE_CHECKING:
@@ -62,6 +65,22 @@ class Outcome(StrEnum):
 _PROBE_OUTCOMES = frozenset({"success", *(kind.value for kind in FailureKind)})
 
 
+class MailboxReport(_Message):
+    """What a round trip's receive step saw in the mailbox (its outcome says whether the
+    look could be made at all)."""
+
+    token: str
+    found_in: str | None = None  # the folder; None: not there (yet)
+    seen_at: float | None = None  # epoch seconds
+    received: tuple[float, ...] = ()  # its `Received:` dates, oldest first
+    cleaned: int = 0  # leftovers of earlier runs deleted
+
+    @field_validator("found_in")
+    @classmethod
+    def _sanitised(cls, value: str | None) -> str | None:
+        return None if value is None else sanitize(value)
+
+
 class CheckResult(Identified, _Message):
     schema_version: Literal[2] = 2
     identity: CheckIdentity  # the request's: the consumer needs nothing else to render it
@@ -89,6 +108,11 @@ class CheckResult(Identified, _Message):
     # Mode relay: the outside recipient tried; `reply_code` and `detail` are its RCPT reply.
     relay_recipient: str | None = None
     server_address: str | None = None  # the address connected to (or the last one tried)
+    # Mode roundtrip. The send step: when the server accepted the message (end of DATA).
+    # The receive step: what it saw. The result the consumer joins them into: the verdict.
+    sent_at: float | None = None
+    mailbox: MailboxReport | None = None
+    delivery: Delivery | None = None
     # The plugin status (0-3) the worker worked out, as the consumer will: what compacting a
     # backlog of results goes by. None from a worker of version 1.
     status: int | None = Field(default=None, ge=0, le=3)
@@ -145,7 +169,48 @@ class CheckResult(Identified, _Message):
                 "cert_days_left": tls.cert_days_left if tls else None,
                 "chain_days_left": tls.chain_days_left if tls else None,
                 "server_address": probe.address,
+                "sent_at": None if probe.sent_after is None else started_at + probe.sent_after,
             }
+        )
+
+    @classmethod
+    def from_look(
+        cls,
+        request: CheckRequest,
+        handling: Handling,
+        look: MailboxLook,
+        token: str,
+        started_at: float,
+    ) -> CheckResult:
+        """The result of a receive step: what the look found, or why it failed."""
+        failure = look.failure
+        return cls.model_validate(
+            {
+                "identity": request.identity,
+                **asdict(handling),
+                "started_at": started_at,
+                "ended_at": started_at + look.time,
+                "outcome": Outcome.SUCCESS if failure is None else Outcome(failure.kind.value),
+                "detail": failure.detail if failure else "",
+                "time": look.time,
+                "mailbox": MailboxReport(
+                    token=token,
+                    found_in=look.found_in,
+                    seen_at=look.seen_at,
+                    received=look.received,
+                    cleaned=look.cleaned,
+                ),
+            }
+        )
+
+    @property
+    def awaits_delivery(self) -> bool:
+        """A round trip's message was sent: the verdict comes with its receive side."""
+        return (
+            self.mode is Mode.ROUNDTRIP
+            and self.outcome is Outcome.SUCCESS
+            and self.mailbox is None
+            and self.delivery is None
         )
 
     def probe_result(self) -> ProbeResult:

@@ -6,6 +6,9 @@ call `report`, so the same measurement always gives the same bytes.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+from smtp_checks.shared.mailbox.delivery import Delivery
 from smtp_checks.shared.output.perfdata import Perfdata
 from smtp_checks.shared.output.plugin_output import PluginOutput
 from smtp_checks.shared.output.status import Status
@@ -27,7 +30,10 @@ def report(
     chain_thresholds: Thresholds = NO_THRESHOLDS,
     extra_perfdata: bool = False,
     float_precision: int = 8,
+    delivery: Delivery | None = None,
 ) -> PluginOutput:
+    """`delivery`: a round trip's verdict on the message it sent (None before the receive
+    side has one, or in another mode)."""
     output = PluginOutput()
     if result.address is not None:  # shown with --verbose
         output.add_message(Status.OK, None, long=f"Server address {result.address}")
@@ -35,12 +41,43 @@ def report(
         status, text = failure_message(result.failure, mode)
         output.add_message(status, text)
         return output
-    if mode is Mode.MESSAGE:
+    delivered: Perfdata | None = None
+    if delivery is not None:
+        delivered = _report_delivery(output, delivery, float_precision)
+    elif mode.sends_message:
         output.add_message(Status.OK, "Message sent")
+    _report_time(output, result, mode, thresholds, float_precision)
+    if delivered is not None:
+        output.add_perfdata(delivered)
+    tls = result.tls
+    if cert_thresholds != NO_THRESHOLDS or extra_perfdata:
+        days = tls.cert_days_left if tls else None
+        _report_expiry(output, _LEAF, days, cert_thresholds, float_precision)
+    if chain_thresholds != NO_THRESHOLDS or extra_perfdata:
+        days = tls.chain_days_left if tls else None
+        _report_expiry(output, _CHAIN, days, chain_thresholds, float_precision)
+    if extra_perfdata:
+        _report_phases(output, result)
+        if delivery is not None:
+            _report_hops(output, delivery)
+    if tls is not None:  # shown with --verbose
+        output.add_message(Status.OK, None, long=f"TLS {tls.version} {tls.cipher}")
+    return output
+
+
+def _report_time(
+    output: PluginOutput,
+    result: ProbeResult,
+    mode: Mode,
+    thresholds: Thresholds,
+    float_precision: int,
+) -> None:
+    """The response time against its thresholds (after a relay test's verdict, only when
+    it alerts: the verdict is the news), and its perfdata."""
     timed = thresholds.evaluate(result.time, float_precision)
     if mode is Mode.RELAY and result.relay is not None:
         output.add_message(*relay_verdict(result.relay))
-        if timed is not Status.OK:  # the verdict is the news; a slow server adds to it
+        if timed is not Status.OK:
             output.add_message(timed, f"Response time {result.time:.3f} second(s)")
     else:
         output.add_message(timed, f"Response time {result.time:.3f} second(s)")
@@ -54,18 +91,6 @@ def report(
             precision=3,
         )
     )
-    tls = result.tls
-    if cert_thresholds != NO_THRESHOLDS or extra_perfdata:
-        days = tls.cert_days_left if tls else None
-        _report_expiry(output, _LEAF, days, cert_thresholds, float_precision)
-    if chain_thresholds != NO_THRESHOLDS or extra_perfdata:
-        days = tls.chain_days_left if tls else None
-        _report_expiry(output, _CHAIN, days, chain_thresholds, float_precision)
-    if extra_perfdata:
-        _report_phases(output, result)
-    if tls is not None:  # shown with --verbose
-        output.add_message(Status.OK, None, long=f"TLS {tls.version} {tls.cipher}")
-    return output
 
 
 def relay_verdict(answer: RelayAnswer) -> tuple[Status, str]:
@@ -92,12 +117,57 @@ def failure_message(failure: ProbeFailure, mode: Mode) -> tuple[Status, str]:
     if failure.kind is FailureKind.UNEXPECTED:  # the server said what it must not: every mode
         return Status.CRITICAL, f"Unexpected reply: {failure.detail}"
     if not failure.phase.sends_message:
-        status = Status.UNKNOWN if mode is Mode.MESSAGE else Status.CRITICAL
+        status = Status.UNKNOWN if mode.sends_message else Status.CRITICAL
         return status, f"Unable to connect to SMTP: {failure.detail}"
     if mode is Mode.RELAY:  # the server refused our sender: the relay is not tested
         return Status.UNKNOWN, f"Relay not tested: {failure.detail}"
     status = Status.CRITICAL if failure.kind is FailureKind.REJECTED else Status.UNKNOWN
     return status, f"Unable to send message: {failure.detail}"
+
+
+def _report_delivery(
+    output: PluginOutput, delivery: Delivery, float_precision: int
+) -> Perfdata | None:
+    """A round trip's verdict: delivered (its time against the delivery thresholds), to a
+    junk folder (WARNING), not within the receive timeout (CRITICAL), or unknown. The
+    delivery time's perfdata, when it has one."""
+    if delivery.failure is not None:
+        output.add_message(Status.UNKNOWN, f"Cannot check the mailbox: {delivery.failure}")
+        return None
+    if delivery.folder is None or delivery.seconds is None:
+        sent = datetime.fromtimestamp(delivery.sent_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        output.add_message(
+            Status.CRITICAL,
+            f"Message not delivered within {delivery.timeout:g} s "
+            f"(sent {sent}, token {delivery.token})",
+        )
+        return None
+    thresholds = Thresholds.parse(delivery.warning, delivery.critical)
+    status = thresholds.evaluate(delivery.seconds, float_precision)
+    if delivery.junk:
+        output.add_message(Status.WARNING, f"Delivered to {delivery.folder}")
+    output.add_message(status, f"Message delivered in {delivery.seconds:.3f} s")
+    if delivery.bound is not None:  # shown with --verbose
+        output.add_message(
+            Status.OK,
+            None,
+            long=f"Delivery time measured to within {delivery.bound:.1f} s (the time between "
+            f"the last two looks into {delivery.folder}; token {delivery.token})",
+        )
+    return Perfdata(
+        label="delivery",
+        value=delivery.seconds,
+        unit="s",
+        warning=thresholds.warning,
+        critical=thresholds.critical,
+        precision=3,
+    )
+
+
+def _report_hops(output: PluginOutput, delivery: Delivery) -> None:
+    """The time between successive `Received:` headers (the mail servers' own clocks)."""
+    for number, seconds in enumerate(delivery.hops, start=1):
+        output.add_perfdata(Perfdata(label=f"hop{number}", value=seconds, unit="s", precision=0))
 
 
 # (perfdata label, what expires) for the leaf certificate and for the chain the server sent.

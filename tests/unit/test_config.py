@@ -667,3 +667,76 @@ def test_quorum_queues_are_for_rabbitmq_only(tmp_path: Path) -> None:
     )] == [("broker_queue_type", "quorum queues are RabbitMQ's: not for Redis")]  # fmt: skip
     (problem,) = problems_of(write(tmp_path, amqp + "broker_queue_type: stream\n" + MINIMAL))
     assert problem.location == "broker_queue_type" and "'classic' or 'quorum'" in problem.reason
+
+
+ROUNDTRIP_CONFIG = """\
+sites: {paris: {}, lyon: {}}
+defaults: {interval: 300, verify_tls: false}
+hosts:
+  - name: mx1
+    address: 192.0.2.10
+    site: paris
+    checks:
+      roundtrip:
+        from: monitor@example.com
+        to: probe@example.com
+        receive:
+          protocol: imap
+          address: imap.example.com
+          username: probe
+          password: env:PROBE_PASSWORD
+          junk: [Junk, Spam]
+          warning: 30
+          critical: 60
+  - name: mx2
+    address: 192.0.2.11
+    site: paris
+    checks:
+      roundtrip:
+        from: monitor@example.com
+        to: probe@example.com
+        receive: {protocol: pop3, address: pop.example.com, tls: starttls, username: p,
+                  password: "file:/etc/pw", site: lyon, timeout: 60, mailbox: Probes}
+"""
+
+
+def test_a_round_trip_resolves_its_receive_side(tmp_path: Path) -> None:
+    checks = by_id(load_config(write(tmp_path, ROUNDTRIP_CONFIG)))
+    imap, pop3 = checks["mx1/roundtrip"], checks["mx2/roundtrip"]
+    assert imap.mode is Mode.ROUNDTRIP and imap.service == "SMTP-Roundtrip"
+    assert imap.message is not None and imap.message.to == ("probe@example.com",)
+    receive = imap.receive
+    assert receive is not None
+    assert (receive.port, receive.tls, receive.site, receive.timeout) == (
+        993,
+        TlsMode.IMPLICIT,
+        "paris",
+        120,
+    )
+    assert (receive.junk, receive.warning, receive.critical) == (("Junk", "Spam"), "30", "60")
+    assert receive.verify_tls is False  # the defaults' choice, as for the SMTP side
+    assert str(receive.password) == "env:PROBE_PASSWORD"
+    assert imap.receive_check_id == "mx1/roundtrip/receive"
+    assert pop3.receive is not None
+    assert (pop3.receive.port, pop3.receive.site, pop3.receive.mailbox) == (110, "lyon", "Probes")
+
+
+@pytest.mark.parametrize(
+    ("change", "location", "reason"),
+    [
+        (("site: lyon", "site: nice"), "hosts[1].checks.roundtrip.receive.site", "unknown site 'nice'"),
+        (("timeout: 60,", "timeout: 290,"), "hosts[1].checks.roundtrip.receive.timeout",
+         "290s plus the timeout 30s must be shorter than the interval 300s"),
+        (("mailbox: Probes", "mailbox: Probes, junk: [Junk]"), "hosts[1].checks.roundtrip.receive",
+         "junk folders need IMAP"),
+        (('password: "file:/etc/pw"', "password: hunter2"),
+         "hosts[1].checks.roundtrip.receive.password", "plain-text passwords are refused"),
+        (("protocol: pop3", "protocol: smtp"), "hosts[1].checks.roundtrip.receive.protocol", "'imap' or 'pop3'"),
+    ],
+)  # fmt: skip
+def test_a_bad_receive_side_names_its_place(
+    tmp_path: Path, change: tuple[str, str], location: str, reason: str
+) -> None:
+    found = locations(write(tmp_path, ROUNDTRIP_CONFIG.replace(*change)))
+    assert reason in found.get(location, ""), found
+    assert "hunter2" not in str(found)
