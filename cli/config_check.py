@@ -29,8 +29,11 @@ def summary(path: str, config: Config) -> str:
     """A few lines for an operator: what will run where, and how often."""
     checks = config.scheduled_checks()
     per_site: dict[str, list[float]] = defaultdict(list)
+    mailboxes: dict[str, int] = defaultdict(int)  # the round trips whose looks a site makes
     for check in checks:
         per_site[check.site].append(check.per_minute)
+        if check.receive is not None:
+            mailboxes[check.receive.site] += 1
     lines = [
         f"{path}: OK",
         ", ".join(
@@ -41,8 +44,10 @@ def summary(path: str, config: Config) -> str:
     for name, site in config.sites.items():
         rates = per_site.get(name, [])
         limit = f"rate limit {site.rate_limit} per worker" if site.rate_limit else "no rate limit"
+        looks = f", the mailbox looks of {_count(mailboxes[name], 'round trip')}"
         lines.append(
             f"site {name}: {_count(len(rates), 'check')}, {sum(rates):.1f} checks/min, {limit}"
+            + (looks if mailboxes[name] else "")
         )
     lines += _high_availability(config)
     forwarders = ", ".join(forwarder.type for forwarder in config.centreon.forwarders)

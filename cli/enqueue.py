@@ -15,6 +15,7 @@ from smtp_checks.shared.celery_app import check_queue
 from smtp_checks.shared.config import load_config
 from smtp_checks.shared.ledger import Ledger
 from smtp_checks.shared.output.status import Status
+from smtp_checks.shared.probe.spec import Mode
 from smtp_checks.shared.redis_client import REDIS_DOWN
 from smtp_checks.shared.result_output import render_result
 
@@ -29,7 +30,7 @@ def run_enqueue(argv: list[str]) -> int:
     )
     parser.add_argument("--config", required=True, help="the YAML configuration file")
     parser.add_argument("--host", required=True, help="the host's name in the config")
-    parser.add_argument("--check", required=True, choices=["login", "message", "relay"])
+    parser.add_argument("--check", required=True, choices=[mode.value for mode in Mode])
     parser.add_argument(
         "--wait", type=float, metavar="SECONDS",
         help="wait this long for the result, print it as the plugin does and exit with its code",

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 
 from smtp_checks.consumer import metrics
 from smtp_checks.consumer.forwarders.base import PassiveResult
+from smtp_checks.consumer.roundtrip_join import RoundTripJoin
 from smtp_checks.consumer.self_check import SelfCheck
 from smtp_checks.consumer.service_states import Decision, Observation, ServiceStates
 from smtp_checks.shared.celery_app import check_queue
@@ -57,6 +58,7 @@ def starve_after(check: ScheduledCheck, resend_interval: float) -> float:
 
 
 Sites = Callable[[float], Mapping[str, SiteWorkers]]
+OVERDUE_SWEEP_EVERY = 30.0  # seconds between looks for round trips past their last look
 
 
 class ResultProcessor:
@@ -71,10 +73,12 @@ class ResultProcessor:
         sites: Sites = lambda now: {},
         on_forward: Callable[[], None] = lambda: None,
         self_check: SelfCheck | None = None,
+        roundtrips: RoundTripJoin | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`sites`: the sites with live workers at a time (from the heartbeats);
-        `self_check`: the pipeline's own services, recorded as they fall due."""
+        `self_check`: the pipeline's own services, recorded as they fall due;
+        `roundtrips`: joins the two steps of round trips (None: none configured)."""
         checks = config.scheduled_checks()
         self.known = {(check.host, check.service): check for check in checks}
         self._asked_per_minute = asked_per_minute(checks)
@@ -85,11 +89,14 @@ class ResultProcessor:
         self._sites = sites
         self._on_forward = on_forward
         self._self_check = self_check
+        self._roundtrips = roundtrips
+        self._next_overdue_sweep = 0.0
         self._clock = clock
 
     def handle(self, payloads: list[bytes]) -> list[Decision]:
         """Record a batch of results as they come from the result queue (JSON)."""
         observations: list[Observation] = []
+        verdicts: list[CheckResult] = []  # of round trips: over once recorded
         unsettled: list[str] = []
         now, oldest = self._clock(), math.inf
         for payload in payloads:
@@ -108,26 +115,41 @@ class ResultProcessor:
                     result.host,
                 )
                 continue
-            output, options = result_output(result), OutputOptions(mode=result.mode.value)
-            metrics.RESULTS.labels(result.site, output.status.name).inc()
-            passive = passive_result(result.identity, output, options, result.ended_at)
-            observations.append(Observation(result.run_id, passive))
+            if self._roundtrips is not None:
+                joined = self._roundtrips.step(result)
+                if joined is None:  # the round trip goes on
+                    continue
+                if joined.delivery is not None:
+                    verdicts.append(joined)
+                result = joined
+            observations.append(self._observe(result))
         self.lag = max(0.0, now - oldest) if oldest < math.inf else 0.0
         self.ledger.settle(unsettled)
-        return self._record(observations)
+        decisions = self._record(observations)
+        if self._roundtrips is not None:
+            self._roundtrips.ended(verdicts)
+        return decisions
 
     def sweep(self, *, behind: bool = False) -> list[Decision]:
         """Report orphans, queue refreshes of states not sent lately, unless `behind`
         with the results report starved services, and record the self-check when due."""
         now = self._clock()
         sites = self._sites(now)
+        orphans = [
+            orphan
+            for orphan in self.ledger.sweep(now, set(sites))
+            if (orphan.run.host, orphan.run.service) in self.known
+        ]
         decisions = self._record(
             [
                 Observation(f"orphan:{orphan.run.run_id}", self._orphan(orphan, now), "orphan")
-                for orphan in self.ledger.sweep(now, set(sites))
-                if (orphan.run.host, orphan.run.service) in self.known
+                for orphan in orphans
             ]
         )
+        if self._roundtrips is not None:
+            for orphan in orphans:
+                self._roundtrips.orphaned(orphan.run.check_id)
+        decisions += self._overdue_round_trips(now)
         refreshed = self.states.refresh_due(now)
         if refreshed:
             self.counts["refresh"] += refreshed
@@ -137,6 +159,23 @@ class ResultProcessor:
             decisions += self._starved(now, sites)
         if self._self_check is not None and self._self_check.due(now):
             decisions += self._record(self._self_check.observations(now))
+        return decisions
+
+    def _observe(self, result: CheckResult) -> Observation:
+        output, options = result_output(result), OutputOptions(mode=result.mode.value)
+        metrics.RESULTS.labels(result.site, output.status.name).inc()
+        passive = passive_result(result.identity, output, options, result.ended_at)
+        return Observation(result.run_id, passive)
+
+    def _overdue_round_trips(self, now: float) -> list[Decision]:
+        """Round trips past their last possible look end UNKNOWN (looked for now and then:
+        it reads every round trip in progress)."""
+        if self._roundtrips is None or now < self._next_overdue_sweep:
+            return []
+        self._next_overdue_sweep = now + OVERDUE_SWEEP_EVERY
+        verdicts = self._roundtrips.overdue(now, self.ledger.grace)
+        decisions = self._record([self._observe(verdict) for verdict in verdicts])
+        self._roundtrips.ended(verdicts)
         return decisions
 
     def _orphan(self, orphan: Orphan, now: float) -> PassiveResult:

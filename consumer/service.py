@@ -14,9 +14,11 @@ from smtp_checks.consumer.forwarders.base import Forwarder
 from smtp_checks.consumer.outbox import Outbox
 from smtp_checks.consumer.processor import ResultProcessor, starve_after
 from smtp_checks.consumer.result_reader import ResultReader
+from smtp_checks.consumer.roundtrip_join import RoundTripJoin
 from smtp_checks.consumer.self_check import NEVER_STARVED, SelfCheck
 from smtp_checks.consumer.service_states import ServiceStates
 from smtp_checks.shared import config as models
+from smtp_checks.shared.adhoc_replies import AdhocReplies
 from smtp_checks.shared.backoff import Backoff
 from smtp_checks.shared.config import Config
 from smtp_checks.shared.errors import SetupError
@@ -25,6 +27,7 @@ from smtp_checks.shared.keys import KEYS
 from smtp_checks.shared.ledger import Ledger
 from smtp_checks.shared.redis_client import broker_redis, connect, state_redis
 from smtp_checks.shared.result_queue import ResultQueue, backlog_bound
+from smtp_checks.shared.roundtrips import RoundTrips
 
 
 def build_forwarders(config: Config) -> list[Forwarder]:
@@ -84,6 +87,7 @@ class ConsumerService:
                 **dict.fromkeys(pipeline_services, NEVER_STARVED),
             },
         )
+        roundtrips = RoundTripJoin(RoundTrips(client), AdhocReplies(client), checks)
         self.processor = ResultProcessor(
             config,
             states,
@@ -91,10 +95,14 @@ class ConsumerService:
             sites=lambda now: live_sites(read_heartbeats(client, now), now),
             on_forward=self._wake_deliverers,
             self_check=self_check,
+            roundtrips=roundtrips if roundtrips.check_ids else None,
         )
         states.forget_except({*self.processor.known, *pipeline_services})
         _forget_forwarders_except(client, {d.forwarder.name for d in self.deliverers})
-        self.processor.ledger.forget_checks_except({check.check_id for check in checks})
+        self.processor.ledger.forget_checks_except(
+            {check.check_id for check in checks} | roundtrips.check_ids
+        )
+        roundtrips.trips.forget_checks_except(roundtrips.check_ids)
         states.watch_starvation(list(self.processor.known), time.time())
         queue = ResultQueue(client, bound=backlog_bound(len(checks)))
         self.reader = ResultReader(queue, self.processor, client)

@@ -40,7 +40,13 @@ from smtp_checks.scheduler.leader import LeaderLock
 from smtp_checks.scheduler.publisher import RunPublisher
 from smtp_checks.scheduler.schedule import Cadence, Slot
 from smtp_checks.shared.celery_app import config_app
-from smtp_checks.shared.config import Config, ConfigError, ScheduledCheck, load_config
+from smtp_checks.shared.config import (
+    Config,
+    ConfigError,
+    ScheduledCheck,
+    load_config,
+    sending_check_id,
+)
 from smtp_checks.shared.errors import SmtpChecksError
 from smtp_checks.shared.heartbeats import (
     HEARTBEAT_EVERY,
@@ -55,6 +61,7 @@ from smtp_checks.shared.ledger import Ledger, NewRun, Verdict
 from smtp_checks.shared.messages import CheckRequest
 from smtp_checks.shared.metrics import REDIS_RECONNECTS
 from smtp_checks.shared.redis_client import state_redis
+from smtp_checks.shared.roundtrips import RoundTrips
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +145,8 @@ class Beat:
         self._sites_read_at = -math.inf  # time.monotonic() of the last look at heartbeats
         self._beat_at = -math.inf
         self._last_enqueue_at: float | None = None
+        self._roundtrips = RoundTrips(client, keys=keys)
+        self._roundtrip_checks = False  # any round trip configured: looks to enqueue
         self._apply(config.scheduled_checks())
 
     @property
@@ -175,6 +184,42 @@ class Beat:
         while self._leading and self._heap and self._heap[0][0] <= self._clock():
             self._enqueue_round(self._clock())
             self._leading = self._lock.tick()
+        if self._leading and self._roundtrip_checks:
+            self._enqueue_looks(self._clock())
+
+    def _enqueue_looks(self, now: float) -> None:
+        """The looks into mailboxes that round trips in progress ask for by now, each a run
+        on its receiving site's queue (shared/roundtrips.py)."""
+        try:
+            due = self._roundtrips.take_due(now)
+        except redis.RedisError as error:
+            log.error("cannot read the round trips' looks from Redis, retrying: %s", error)
+            return
+        requests = []
+        for check_id, token in due:
+            entry = self._entries.get(check_id)
+            if entry is not None and entry.check.receive is not None:  # else: unconfigured
+                requests.append(CheckRequest.receive_step(entry.check, token, scheduled_for=now))
+        if not requests:
+            return
+        try:
+            verdicts = self._publisher.record(
+                [NewRun(request) for request in requests],
+                queue_empty_at=self._site_queues_empty_at(),
+            )
+        except redis.RedisError as error:
+            log.error("cannot record %d looks in Redis, retrying: %s", len(requests), error)
+            self._retry_looks(requests, now)
+            return
+        # PENDING: the check's previous look is still queued, and will answer for this one.
+        enqueued = [r for r, v in zip(requests, verdicts, strict=True) if v is Verdict.ENQUEUED]
+        if not self._publish(enqueued):
+            self._retry_looks(enqueued, now)
+
+    def _retry_looks(self, requests: list[CheckRequest], now: float) -> None:
+        with contextlib.suppress(redis.RedisError):  # else the round trips starve, and say so
+            for request in requests:
+                self._roundtrips.retry(sending_check_id(request.check_id), now + RETRY_DELAY)
 
     def _enqueue_round(self, now: float) -> None:
         due: list[tuple[_Entry, Slot]] = []
@@ -188,6 +233,7 @@ class Beat:
                 self._push(check_id, entry.cadence.next_slot(now).scheduled_for)
                 continue
             due.append((entry, slot))
+        due = self._without_round_trips_in_progress(due, now)
         if not due:
             return
         runs = [self._new_run(entry, slot) for entry, slot in due]
@@ -213,6 +259,31 @@ class Beat:
                 metrics.CLAIMS_LOST.labels(entry.check.site).inc()
         self._publish(requests)
 
+    def _without_round_trips_in_progress(
+        self, due: list[tuple[_Entry, Slot]], now: float
+    ) -> list[tuple[_Entry, Slot]]:
+        """`due` without the slots of round trips whose previous one has no verdict yet
+        (skipped, as the slot of a check whose previous run is still queued)."""
+        round_trips = [entry.check for entry, _ in due if entry.check.receive is not None]
+        if not round_trips:
+            return due
+        try:
+            busy = self._roundtrips.in_progress(
+                round_trips, now, self._config.centreon.orphan_grace
+            )
+        except redis.RedisError:
+            return due  # recording them fails the same way, and they are retried
+        kept = []
+        for entry, slot in due:
+            if entry.check.check_id not in busy:
+                kept.append((entry, slot))
+                continue
+            self._last[entry.check.check_id] = slot.scheduled_for
+            self._push(entry.check.check_id, slot.stale_at)
+            self._stats.skipped += 1
+            metrics.RUNS_SKIPPED.labels(entry.check.site).inc()
+        return kept
+
     def _new_run(self, entry: _Entry, slot: Slot) -> NewRun:
         request = CheckRequest.from_scheduled(
             entry.check, scheduled_for=slot.scheduled_for, stale_at=slot.stale_at
@@ -233,7 +304,10 @@ class Beat:
             self._sites_read_at = time.monotonic()
         return self._queue_empty_at
 
-    def _publish(self, requests: list[CheckRequest]) -> None:
+    def _publish(self, requests: list[CheckRequest]) -> bool:
+        """Publish recorded runs; False when the broker refused them (logged, counted)."""
+        if not requests:
+            return True
         try:
             self._publisher.publish(requests)
         except Exception as error:  # the broker or Redis: keep scheduling the next slots
@@ -247,12 +321,13 @@ class Beat:
                 len(requests),
                 error,
             )
-            return
+            return False
         sent = self._clock()
         self._last_enqueue_at = sent
         self._stats.enqueued += len(requests)
         self._stats.lateness.extend(sent - request.scheduled_for for request in requests)
         metrics.enqueued(requests, sent)
+        return True
 
     def _sleep_time(self) -> float:
         sleep = MAX_SLEEP
@@ -277,6 +352,7 @@ class Beat:
         interval gives a new cadence, other changes apply from the next run."""
         now = self._clock()
         wanted = {check.check_id: check for check in checks}
+        self._roundtrip_checks = any(check.receive is not None for check in checks)
         for check_id in set(self._entries) - set(wanted):
             del self._entries[check_id]
             self._due.pop(check_id, None)

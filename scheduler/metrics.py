@@ -29,7 +29,8 @@ CATCH_UP_RUNS = Counter(
 )
 RUNS_SKIPPED = Counter(
     "smtp_checks_runs_skipped_total",
-    "Slots not enqueued because the check's previous run was still queued (overload).",
+    "Slots not enqueued because the check's previous run was still queued (overload), or "
+    "its previous round trip still had no verdict.",
     ["site"],
 )
 RUNS_UNPUBLISHED = Counter(

@@ -1,8 +1,10 @@
 """Where an ad hoc check's result waits for whoever enqueued it (`enqueue --wait`).
 
 The worker pushes the result of an ad hoc request to a short-lived Redis list named after
-its run; the enqueuer blocks on that list. Scheduled checks never use it, and an ad hoc
-result still goes to the `results` queue like any other, so Centreon sees it too.
+its run (the consumer, for a round trip whose message was sent: its verdict comes once the
+message is found, or not); the enqueuer blocks on that list. Scheduled checks never use it,
+and an ad hoc result still goes to the `results` queue like any other, so Centreon sees it
+too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,14 @@ class AdhocReplies:
     def __init__(self, client: redis.Redis, *, keys: Keys = KEYS) -> None:
         self._client = client
         self._keys = keys
+
+    def reply(self, result: CheckResult) -> None:
+        """Give the enqueuer of ad hoc `result` its result."""
+        key = self._keys.adhoc_reply(result.run_id)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.rpush(key, result.model_dump_json())
+        pipe.expire(key, REPLY_TTL)
+        pipe.execute()
 
     def wait(self, run_id: str, timeout: float) -> CheckResult | None:
         """The result of run `run_id`, or None if none came within `timeout` seconds."""

@@ -95,6 +95,16 @@ class Keys:
         return f"{self.prefix}orphans:recent"
 
     @property
+    def roundtrips(self) -> str:
+        """Hash: check id -> the round trip of that check in progress (shared/roundtrips.py)."""
+        return f"{self.prefix}roundtrips"
+
+    @property
+    def roundtrip_looks(self) -> str:
+        """Sorted set: check ids of round trips by when their next look is due."""
+        return f"{self.prefix}roundtrips:looks"
+
+    @property
     def counters(self) -> str:
         """Hash: counters of what the roles did that leaves no other trace (skipped slots,
         superseded runs, results dropped past the backlog bound)."""

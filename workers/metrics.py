@@ -102,7 +102,8 @@ class WorkerMetrics:
         counter.inc()
         self._queue_wait.observe(result.queue_wait)
         self._permit_wait.observe(result.permit_wait)
-        if result.outcome.ran and result.time is not None:
+        if result.outcome.ran and result.time is not None and result.mailbox is None:
+            # The SMTP session's `time` (a round trip's look into a mailbox is not one).
             self._time[result.mode].observe(result.time)
         elif result.outcome is Outcome.THROTTLED:
             self._throttled.inc()

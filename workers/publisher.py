@@ -72,7 +72,7 @@ class ResultPublisher:
                 )
                 self._ledger.settle_in(pipe, [result.run_id for result in results])
             for result, payload in zip(results, payloads, strict=True):
-                if result.adhoc:
+                if result.adhoc and not result.awaits_delivery:  # else the consumer replies
                     reply = self._keys.adhoc_reply(result.run_id)
                     pipe.rpush(reply, payload)
                     pipe.expire(reply, REPLY_TTL)

@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from smtp_checks.shared.mailbox.look import look_for
 from smtp_checks.shared.messages import CheckRequest, CheckResult, Handling, Outcome
 from smtp_checks.shared.probe.asyncio_driver import run_probe
 from smtp_checks.shared.redaction import redact_fields
@@ -127,6 +128,10 @@ async def _probe_now(
     request: CheckRequest, handling: Handling, password: str | None, deadline: float
 ) -> CheckResult:
     started_at = time.time()
+    if request.receive is not None:  # a round trip's receive step: one look
+        spec, wanted = request.mailbox_spec(password)
+        look = await look_for(spec, wanted, deadline=deadline)
+        return CheckResult.from_look(request, handling, look, wanted.token, started_at)
     probe = await run_probe(request.probe_spec(password), deadline=deadline)
     return CheckResult.from_probe(request, handling, probe, started_at)
 

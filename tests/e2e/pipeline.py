@@ -9,7 +9,8 @@ A `Pipeline` owns, in a directory of its own:
   failover faults;
 - a real Nagios 4 core reading the command file (tests/nagios.py's configuration), which
   can be stopped and started again on the same FIFO (the Centreon-gone fault);
-- a config file with two sites, `paris` and `lyon`, short intervals and timeouts;
+- a config file with two sites, `paris` and `lyon` (and any other site `workers=` names),
+  short intervals and timeouts;
 - the roles as real processes, exactly as deployed: `python -m smtp_checks.cli.main beat |
   worker | consumer --config FILE`, pointed at that Redis through SMTP_CHECKS_BROKER_URL and
   SMTP_CHECKS_REDIS_URL (as `smtp-checks run` does), each logging to a file of its own.
@@ -324,6 +325,8 @@ class Pipeline:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.worker_names = workers or {"paris": ["paris-1"], "lyon": ["lyon-1"]}
+        # paris and lyon, and any other site `workers` names
+        self.sites = tuple(dict.fromkeys([*SITES, *self.worker_names]))
         self.interval = interval
         self.timeout = timeout
         self.orphan_grace = orphan_grace
@@ -338,7 +341,7 @@ class Pipeline:
             # come back within seconds.
             "visibility_timeout": visibility_timeout or max(2, math.ceil(2 * timeout)),
             "defaults": {"interval": interval, "timeout": timeout, "tls": "none"},
-            "sites": {site: {} for site in SITES},
+            "sites": {site: {} for site in self.sites},
             # Generous: these tests are about the pipeline, not the per-server limits.
             "target_limits": {"max_concurrent": 20, "max_per_minute": 6000},
             "hosts": hosts,
@@ -354,7 +357,7 @@ class Pipeline:
         self.services = [(c.host, c.service) for c in self.config.scheduled_checks()]
         self.site_of = {(c.host, c.service): c.site for c in self.config.scheduled_checks()}
         pipeline_services = [
-            (self_check, service) for service in [*(f"Site-{s}" for s in SITES), "Pipeline"]
+            (self_check, service) for service in [*(f"Site-{s}" for s in self.sites), "Pipeline"]
         ] if self_check else []  # fmt: skip
         self.nagios = NagiosEngine(self.services + pipeline_services)
         self._closers.append(self.nagios.close)
