@@ -7,6 +7,7 @@ Celery (a test asserts it)."""
 from __future__ import annotations
 
 import sys
+import time
 
 from smtp_checks.cli.plugin_options import (
     CheckOptions,
@@ -15,9 +16,12 @@ from smtp_checks.cli.plugin_options import (
     output_options_or_default,
     parse,
 )
+from smtp_checks.shared.mailbox.delivery import Delivery
+from smtp_checks.shared.mailbox.spec import Wanted
 from smtp_checks.shared.output.renderers import render_option_error
 from smtp_checks.shared.output.report import report
 from smtp_checks.shared.output.status import Status
+from smtp_checks.shared.probe.result import ProbeResult
 from smtp_checks.shared.probe.socket_driver import run_probe
 
 
@@ -36,6 +40,7 @@ def run_check(argv: list[str]) -> int:
 
 
 def _check(options: CheckOptions) -> int:
+    started_at = time.time()
     result = run_probe(options.spec)
     if options.debug or options.spec.record_transcript:
         sys.stderr.write("".join(line + "\n" for line in result.transcript))
@@ -47,10 +52,22 @@ def _check(options: CheckOptions) -> int:
         chain_thresholds=options.chain_thresholds,
         extra_perfdata=options.extra_perfdata,
         float_precision=options.output.float_precision,
+        delivery=_delivery(options, result, started_at),
     )
     rendered = output.render(options.output)
     _emit(rendered.text, options.output_file)
     return rendered.exit_code
+
+
+def _delivery(options: CheckOptions, result: ProbeResult, started_at: float) -> Delivery | None:
+    """Mode roundtrip: once the message is sent, the verdict on its delivery."""
+    message = options.spec.message
+    if options.receive is None or not result.ok or result.sent_after is None or message is None:
+        return None
+    from smtp_checks.cli.receive import await_delivery  # noqa: PLC0415 (asyncio: this mode only)
+
+    wanted = Wanted(message.token or "", message.check_tag or "")
+    return await_delivery(options.receive, wanted, started_at + result.sent_after)
 
 
 def _emit(text: str, output_file: str | None) -> None:

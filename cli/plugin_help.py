@@ -48,6 +48,24 @@ _RELAY = """\
 --smtp-to           ONE outside address the server must not relay to (required).
 """
 
+_ROUNDTRIP = """\
+--receive-protocol  imap or pop3: where the message is looked for (required).
+--receive-hostname  The mailbox server (required).
+--receive-port      Its port (default: 993 IMAPS, 143 IMAP, 995 POP3S, 110 POP3).
+--receive-username / --receive-password
+                    The mailbox's account (required).
+--receive-options   key=value, repeatable:
+                      layer=ssl|tls|none  implicit TLS (default), STARTTLS/STLS, clear text
+                      ssl_verify_mode=1 (default) or 0;  ssl_verify_ca=FILE  trusted CAs
+                      mailbox=INBOX  the folder the message must reach
+                      junk=FOLDER  repeatable (IMAP): found there is WARNING
+--receive-timeout   Seconds the message has to arrive (default: 120); else CRITICAL.
+--warning-delivery / --critical-delivery
+                    Thresholds on the delivery time, in seconds (Nagios ranges).
+                    --extra-perfdata adds the hops of the Received: headers; --verbose
+                    says within how much the delivery time is measured (the looks' interval).
+"""
+
 _GENERIC = """\
 Generic options: --verbose --debug --filter-perfdata=REGEX --filter-uom=REGEX
   --change-exit=FROM=TO --range-perfdata=0|1|2 --float-precision=N --opt-exit=STATUS
@@ -65,13 +83,14 @@ def version_text() -> str:
 def list_modes_text() -> str:
     return (
         f"Plugin Description:\n    {_DESCRIPTION}\n\nModes Available:\n   login\n   message\n"
-        "   relay"
+        "   relay\n   roundtrip"
     )
 
 
 def help_text(mode: str | None) -> str:
     usage = (
-        "smtp-checks check --plugin=apps::protocols::smtp::plugin --mode=login|message|relay "
+        "smtp-checks check --plugin=apps::protocols::smtp::plugin "
+        "--mode=login|message|relay|roundtrip "
         "[options]"
     )
     if mode == "login":
@@ -85,6 +104,16 @@ def help_text(mode: str | None) -> str:
             "refused (5xx), WARNING for a 4xx, CRITICAL when accepted: an open relay.\n\n"
             + _COMMON
             + _RELAY
+        )
+    elif mode == "roundtrip":
+        body = (
+            "Mode roundtrip: send as message does, with a token in a header and the subject,\n"
+            "then look for that message in a mailbox over IMAP or POP3 until it arrives: its\n"
+            "delivery time, from the end of DATA; then delete it (and what earlier runs left).\n"
+            "Not delivered within --receive-timeout: CRITICAL. Mailbox unreadable: UNKNOWN.\n\n"
+            + _COMMON
+            + _MESSAGE
+            + _ROUNDTRIP
         )
     else:
         body = list_modes_text() + "\n\nUse --mode=NAME --help for the options of a mode."

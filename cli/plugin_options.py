@@ -9,12 +9,16 @@ the same messages.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import NoReturn, TypeVar
 
 from smtp_checks.cli import password_managers
+from smtp_checks.cli.receive_options import ReceiveOptions, receive_options
+from smtp_checks.cli.receive_options import add_options as add_receive_options
 from smtp_checks.shared.errors import OptionError
 from smtp_checks.shared.output.options import (
     OutputOptions,
@@ -30,6 +34,7 @@ from smtp_checks.shared.output.thresholds import ThresholdError, Thresholds
 
 __all__ = ["CheckOptions", "InfoRequest", "OptionError", "output_options_or_default", "parse"]
 from smtp_checks.shared.probe import validation
+from smtp_checks.shared.probe.message import check_tag
 from smtp_checks.shared.probe.spec import (
     MECHANISMS,
     CommandStep,
@@ -66,6 +71,7 @@ class CheckOptions:
     output: OutputOptions
     output_file: str | None
     debug: bool
+    receive: ReceiveOptions | None = None  # mode roundtrip: the mailbox side
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--output-xml", action="store_true")
     add("--output-openmetrics", action="store_true")
     add("--output-file")
+    add_receive_options(parser)
     password_managers.add_options(parser)
     return parser
 
@@ -156,8 +163,9 @@ def parse(argv: list[str], environ: Mapping[str, str] | None = None) -> CheckOpt
             raise OptionError("Please set smtp-from option")
         if args.smtp_to is None:
             raise OptionError("Please set smtp-to option")
+    spec = _probe_spec(args, mode)
     return CheckOptions(
-        spec=_probe_spec(args, mode),
+        spec=spec,
         thresholds=thresholds,
         cert_thresholds=_thresholds(args.warning_cert_days, args.critical_cert_days, "-cert-days"),
         chain_thresholds=_thresholds(
@@ -167,6 +175,7 @@ def parse(argv: list[str], environ: Mapping[str, str] | None = None) -> CheckOpt
         output=output,
         output_file=args.output_file,
         debug=args.debug,
+        receive=receive_options(args, spec.timeout) if mode is Mode.ROUNDTRIP else None,
     )
 
 
@@ -311,7 +320,9 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
         tls=_tls_settings(tls_mode, smtp),
         timeout=timeout,
         credentials=None if mode is Mode.RELAY else _credentials(args, smtp.get("auth")),
-        message=_message(args, mode) if mode.has_envelope else None,
+        message=_message(args, mode, tag=check_tag(f"{args.hostname}/roundtrip"))
+        if mode.has_envelope
+        else None,
         helo_name=_checked(validation.helo_name, hello, "smtp-options hello") if hello else None,
         record_transcript=args.debug or smtp.get("debug", "0") not in ("", "0"),
         expect=expect,
@@ -384,7 +395,8 @@ def _credentials(args: argparse.Namespace, auth: str | None) -> Credentials | No
     return Credentials(username=username, password=args.password, mechanism=mechanism)
 
 
-def _message(args: argparse.Namespace, mode: Mode) -> MessageSpec:
+def _message(args: argparse.Namespace, mode: Mode, *, tag: str) -> MessageSpec:
+    """The mail; a round trip's carries a new token and its check's `tag`."""
     send = _key_values(args.smtp_send_options, _SEND_OPTIONS, "smtp-send-options key")
     defaults = MessageSpec(sender=args.smtp_from, to=())
     message = MessageSpec(
@@ -398,6 +410,8 @@ def _message(args: argparse.Namespace, mode: Mode) -> MessageSpec:
         charset=send.get("charset", defaults.charset),
         reply_to=send.get("replyto"),
     )
+    if mode is Mode.ROUNDTRIP:
+        message = dataclasses.replace(message, token=uuid.uuid4().hex, check_tag=tag)
     if not message.to:
         raise OptionError("Please set smtp-to option")
     if mode is Mode.RELAY and len(message.recipients) != 1:

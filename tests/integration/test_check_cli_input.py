@@ -128,3 +128,55 @@ def test_any_value_of_any_option_gives_a_plugin_line_and_exit_code(option: str, 
 
 
 PORT = refused_port()  # nothing listens: a value that passes fails fast, CRITICAL
+
+
+ROUNDTRIP = [
+    "--mode=roundtrip", "--smtp-from=monitor@example.com", "--smtp-to=probe@example.net",
+    "--receive-protocol=imap", "--receive-hostname=127.0.0.1", "--receive-username=probe",
+    "--receive-password=secret",
+]  # fmt: skip
+RECEIVE_OPTIONS = [
+    "--receive-protocol", "--receive-hostname", "--receive-port", "--receive-username",
+    "--receive-password", "--receive-options", "--receive-timeout", "--warning-delivery",
+    "--critical-delivery",
+]  # fmt: skip
+_RECEIVE_KEYS = st.sampled_from(["layer", "ssl_verify_mode", "ssl_verify_ca", "mailbox", "junk"])
+_RECEIVE_VALUES = _TEXT | st.builds(lambda key, value: f"{key}={value}", _RECEIVE_KEYS, _TEXT)
+
+
+@pytest.mark.parametrize("option", RECEIVE_OPTIONS)
+@settings(
+    max_examples=30, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)  # fmt: skip
+@given(value=_RECEIVE_VALUES)
+def test_any_value_of_a_receive_option_gives_a_plugin_line_and_exit_code(
+    option: str, value: str
+) -> None:
+    # The SMTP side is refused at once: a value that passes never waits for a mailbox.
+    code, out = run(*ROUNDTRIP, "--hostname=127.0.0.1", f"--port={PORT}", f"{option}={value}")
+    assert 0 <= code <= 3, out
+    assert out.startswith(STATUS_WORDS), out
+    out.encode("utf-8")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([a for a in ROUNDTRIP if not a.startswith("--receive-protocol")],
+         "UNKNOWN: Please set receive-protocol option (imap or pop3)"),
+        ([*ROUNDTRIP, "--receive-protocol=smtp"], "UNKNOWN: Wrong receive-protocol 'smtp'"),
+        ([*ROUNDTRIP, "--receive-options=junk=Junk", "--receive-protocol=pop3"],
+         "UNKNOWN: Wrong receive-options junk: junk folders need IMAP"),
+        ([*ROUNDTRIP, "--receive-options=mailbox=IN\rBOX"], "UNKNOWN: Wrong receive-options mailbox"),
+        ([*ROUNDTRIP, "--receive-timeout=soon"], "UNKNOWN: Wrong receive-timeout option 'soon'"),
+        ([*ROUNDTRIP, "--warning-delivery=abc"], "UNKNOWN: Wrong warning-delivery threshold"),
+        ([*ROUNDTRIP, "--receive-options=folder=x"], "UNKNOWN: Unknown receive-options key 'folder'"),
+    ],
+)  # fmt: skip
+def test_a_bad_receive_option_is_unknown_naming_it(
+    args: list[str], expected: str, plain_server: SmtpServer
+) -> None:
+    code, out = run(*args, "--hostname=127.0.0.1", f"--port={plain_server.port}")
+    assert (code, out[: len(expected)]) == (3, expected), out
+    assert plain_server.connections == 0  # found before connecting
