@@ -17,6 +17,7 @@ from smtp_checks.shared.probe.tls import client_context, handshake_failure
 from smtp_checks.shared.probe.wire import connect_failure, transfer_failure
 
 MAX_LINE = 64 * 1024  # bytes: a longer line is a protocol error, not a memory problem
+MAX_ANSWER = 4 * 1024 * 1024  # bytes of one command's answer: headers only are ever read
 
 
 class MailboxError(SmtpChecksError):
@@ -33,6 +34,17 @@ class LineConnection:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader, self._writer = reader, writer
+        self._budget = MAX_ANSWER
+
+    def new_answer(self) -> None:
+        """A command was sent: its answer may take up to MAX_ANSWER bytes."""
+        self._budget = MAX_ANSWER
+
+    def _spend(self, data: bytes) -> bytes:
+        self._budget -= len(data)
+        if self._budget < 0:
+            raise MailboxError(FailureKind.PROTOCOL, f"an answer longer than {MAX_ANSWER} bytes")
+        return data
 
     @classmethod
     async def open(cls, host: str, port: int, tls: TlsSettings) -> LineConnection:
@@ -51,6 +63,12 @@ class LineConnection:
         return cls(reader, writer)
 
     async def start_tls(self, host: str, tls: TlsSettings) -> None:
+        """Upgrade to TLS, right after the server's go-ahead. Anything the server sent after
+        it, still in clear text, would be read as if it had come over TLS (a man in the
+        middle's forged answers): refused."""
+        # asyncio keeps what it read already across start_tls (in a private buffer).
+        if getattr(self._reader, "_buffer", b""):
+            raise MailboxError(FailureKind.PROTOCOL, "data after the go-ahead for TLS, in clear")
         try:
             await self._writer.start_tls(client_context(tls), server_hostname=host)
         except (OSError, EOFError) as error:
@@ -58,6 +76,7 @@ class LineConnection:
 
     async def send(self, line: str | bytes) -> None:
         data = line.encode("utf-8") if isinstance(line, str) else line
+        self.new_answer()
         if b"\r" in data or b"\n" in data:
             raise MailboxError(FailureKind.PROTOCOL, "a command cannot contain a line break")
         try:
@@ -78,12 +97,14 @@ class LineConnection:
             ) from None
         except (OSError, ssl.SSLError) as error:
             raise MailboxError(*transfer_failure(error)) from None
-        return data.rstrip(b"\r\n")
+        return self._spend(data).rstrip(b"\r\n")
 
     async def exactly(self, count: int) -> bytes:
         """`count` bytes (an IMAP literal)."""
+        if count > self._budget:
+            raise MailboxError(FailureKind.PROTOCOL, f"an answer longer than {MAX_ANSWER} bytes")
         try:
-            return await self._reader.readexactly(count)
+            return self._spend(await self._reader.readexactly(count))
         except asyncio.IncompleteReadError:
             raise MailboxError(FailureKind.NETWORK, "connection closed by the server") from None
         except (OSError, ssl.SSLError) as error:

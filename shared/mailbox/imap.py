@@ -12,17 +12,26 @@ from __future__ import annotations
 import base64
 import re
 import time
+from dataclasses import dataclass
 
 from smtp_checks.shared.mailbox.connection import LineConnection, MailboxError
-from smtp_checks.shared.mailbox.received import received_dates
+from smtp_checks.shared.mailbox.received import header_date, received_dates
 from smtp_checks.shared.mailbox.spec import Found, MailboxSpec, Wanted
 from smtp_checks.shared.probe.failures import FailureKind
 from smtp_checks.shared.probe.message import CHECK_HEADER, TOKEN_HEADER
 from smtp_checks.shared.probe.spec import TlsMode
 
 _LITERAL = re.compile(rb"\{(\d+)\}$")
-_MAX_LITERAL = 1024 * 1024  # bytes of one literal: headers only are ever fetched
-_MAX_RESPONSES = 100_000  # untagged lines of one command: a hostile server must end somewhere
+_UID = re.compile(rb"\bUID (\d+)", re.IGNORECASE)
+_MAX_RESPONSES = 10_000  # untagged lines of one answer (and its bytes are bounded too)
+
+
+@dataclass(frozen=True)
+class _Untagged:
+    """An untagged response: its text without its literals, and the literals."""
+
+    line: bytes
+    literals: tuple[bytes, ...] = ()
 
 
 class ImapSession:
@@ -51,25 +60,20 @@ class ImapSession:
             await session._read_capabilities()  # UIDPLUS and the like come after login
         return session
 
-    async def look(self, folder: str, wanted: Wanted) -> Found:
+    async def look(self, folder: str, wanted: Wanted, *, required: bool) -> Found:
         """In `folder`: when the message was seen (None: not there), the dates of its
-        `Received:` headers, and the leftovers deleted. A folder that does not exist is
-        empty."""
+        `Received:` headers, and the leftovers deleted. A junk folder (not `required`) that
+        cannot be selected is empty; the mailbox itself must be there."""
         try:
-            await self.command(f"SELECT {_quoted(folder)}")
+            await self.command(f"SELECT {mailbox_name(folder)}")
         except MailboxError as error:
-            if error.kind is FailureKind.REJECTED:
+            if error.kind is FailureKind.REJECTED and not required:
                 return None, (), 0
             raise
-        found = await self._search(f"HEADER {TOKEN_HEADER} {_quoted(wanted.token)}")
+        found = await self._search(f"UNDELETED HEADER {TOKEN_HEADER} {quoted(wanted.token)}")
         seen_at = time.time() if found else None
-        received: tuple[float, ...] = ()
-        if found:
-            received = await self._received(found[0])
-        leftovers = await self._search(
-            f"HEADER {CHECK_HEADER} {_quoted(wanted.check_tag)} "
-            f"NOT HEADER {TOKEN_HEADER} {_quoted(wanted.token)}"
-        )
+        received = await self._received(found[0]) if found else ()
+        leftovers = await self._leftovers(wanted)
         await self._delete(found + leftovers)
         return seen_at, received, len(leftovers)
 
@@ -83,19 +87,20 @@ class ImapSession:
 
     async def command(
         self, line: str, *, shown: str | None = None, failure: FailureKind = FailureKind.REJECTED
-    ) -> list[bytes]:
-        """Send a tagged command; its untagged responses (literals inlined). A NO or BAD
-        raises MailboxError of kind `failure`."""
+    ) -> list[_Untagged]:
+        """Send a tagged command; its untagged responses. A NO or BAD raises MailboxError
+        of kind `failure`."""
         tag = self._next_tag()
         await self._connection.send(f"{tag} {line}")
         return await self._responses(tag, shown or line.split(" ", 1)[0], failure)
 
     async def _responses(
         self, tag: str, what: str, failure: FailureKind, *, logging_out: bool = False
-    ) -> list[bytes]:
-        untagged: list[bytes] = []
+    ) -> list[_Untagged]:
+        untagged: list[_Untagged] = []
         while len(untagged) < _MAX_RESPONSES:
-            line = await self._full_line()
+            response = await self._response()
+            line = response.line
             if line.startswith(tag.encode() + b" "):
                 status = line[len(tag) + 1 :]
                 if status[:2].upper() == b"OK":
@@ -103,30 +108,27 @@ class ImapSession:
                 raise MailboxError(failure, f"{what} refused: {_text(status)}")
             if line.startswith(b"* BYE") and not logging_out:
                 raise MailboxError(FailureKind.NETWORK, f"server closed the session: {_text(line)}")
-            untagged.append(line)
+            untagged.append(response)
         raise MailboxError(FailureKind.PROTOCOL, f"{what}: the server's answer does not end")
 
-    async def _full_line(self) -> bytes:
-        """A response line with its literals ({N} then N bytes) inlined."""
+    async def _response(self) -> _Untagged:
+        """A response line, with the literals ({N}, then N bytes) it carries."""
         line = await self._connection.line()
+        literals: list[bytes] = []
         while (match := _LITERAL.search(line)) is not None:
-            size = int(match.group(1))
-            if size > _MAX_LITERAL:
-                raise MailboxError(FailureKind.PROTOCOL, f"a literal of {size} bytes")
-            line = line + b"\r\n" + await self._connection.exactly(size)
-            line += await self._connection.line()
-        return line
+            literals.append(await self._connection.exactly(int(match.group(1))))
+            line = line[: match.start()] + b"{}" + await self._connection.line()
+        return _Untagged(line, tuple(literals))
 
     async def _read_capabilities(self) -> None:
-        for line in await self.command("CAPABILITY"):
-            if line.upper().startswith(b"* CAPABILITY "):
-                self.capabilities = {word.upper() for word in _text(line).split()[2:]}
+        for response in await self.command("CAPABILITY"):
+            if response.line.upper().startswith(b"* CAPABILITY "):
+                words = _text(response.line).split()[2:]
+                self.capabilities = {word.upper() for word in words}
 
     async def _authenticate(self, spec: MailboxSpec) -> None:
         if "AUTH=PLAIN" in self.capabilities:
-            initial = base64.b64encode(
-                b"\0" + spec.username.encode() + b"\0" + spec.password.encode()
-            ).decode()
+            initial = plain_response(spec.username, spec.password)
             if "SASL-IR" in self.capabilities:
                 await self.command(
                     f"AUTHENTICATE PLAIN {initial}", shown="AUTHENTICATE", failure=FailureKind.AUTH
@@ -144,23 +146,51 @@ class ImapSession:
         if "LOGINDISABLED" in self.capabilities:
             raise MailboxError(FailureKind.AUTH, "the server allows no login (LOGINDISABLED)")
         await self.command(
-            f"LOGIN {_quoted(spec.username)} {_quoted(spec.password)}",
+            f"LOGIN {quoted(spec.username)} {quoted(spec.password)}",
             shown="LOGIN",
             failure=FailureKind.AUTH,
         )
 
     async def _search(self, criteria: str) -> list[str]:
         uids: list[str] = []
-        for line in await self.command(f"UID SEARCH {criteria}", shown="SEARCH"):
-            if line.upper().startswith(b"* SEARCH"):
-                uids += [word for word in _text(line).split()[2:] if word.isdigit()]
+        for response in await self.command(f"UID SEARCH {criteria}", shown="SEARCH"):
+            if response.line.upper().startswith(b"* SEARCH"):
+                uids += [word for word in _text(response.line).split()[2:] if word.isdigit()]
         return uids
 
-    async def _received(self, uid: str) -> tuple[float, ...]:
-        lines = await self.command(
-            f"UID FETCH {uid} (BODY.PEEK[HEADER.FIELDS (RECEIVED)])", shown="FETCH"
+    async def _headers(self, uids: list[str], field: str) -> dict[str, bytes]:
+        """The `field` header block of each of `uids` (what a FETCH answer names by UID;
+        other untagged answers, EXISTS and the like, are not headers)."""
+        responses = await self.command(
+            f"UID FETCH {','.join(uids)} (BODY.PEEK[HEADER.FIELDS ({field})])", shown="FETCH"
         )
-        return received_dates(b"\r\n".join(lines).split(b"\r\n", 1)[-1])
+        blocks: dict[str, bytes] = {}
+        for response in responses:
+            uid = _UID.search(response.line)
+            if b" FETCH " in response.line.upper() and uid is not None and response.literals:
+                blocks[uid.group(1).decode()] = response.literals[0]
+        return blocks
+
+    async def _received(self, uid: str) -> tuple[float, ...]:
+        block = (await self._headers([uid], "RECEIVED")).get(uid, b"")
+        return received_dates(block)
+
+    async def _leftovers(self, wanted: Wanted) -> list[str]:
+        """The check's messages of other runs, old enough to be over."""
+        candidates = await self._search(
+            f"UNDELETED HEADER {CHECK_HEADER} {quoted(wanted.check_tag)} "
+            f"NOT HEADER {TOKEN_HEADER} {quoted(wanted.token)}"
+        )
+        if not candidates:
+            return []
+        dates = await self._headers(candidates, "DATE")
+        oldest = time.time() - wanted.leftover_age
+        old = []
+        for uid in candidates:
+            sent = header_date(_text(dates.get(uid, b"")).partition(":")[2])  # "Date: ..."
+            if sent is not None and sent < oldest:
+                old.append(uid)
+        return old
 
     async def _delete(self, uids: list[str]) -> None:
         if not uids:
@@ -168,7 +198,7 @@ class ImapSession:
         uid_set = ",".join(uids)
         await self.command(f"UID STORE {uid_set} +FLAGS.SILENT (\\Deleted)", shown="STORE")
         # Without UIDPLUS, EXPUNGE would also remove what the mailbox's owner marked deleted:
-        # ours stay marked, and go at the owner's next expunge.
+        # ours stay marked (and unsearched: UNDELETED), and go at the owner's next expunge.
         if "UIDPLUS" in self.capabilities:
             await self.command(f"UID EXPUNGE {uid_set}", shown="EXPUNGE")
 
@@ -177,11 +207,38 @@ class ImapSession:
         return f"s{self._tags}"
 
 
-def _quoted(value: str) -> str:
+def plain_response(username: str, password: str) -> str:
+    """SASL PLAIN's initial response (RFC 4616), base64: it carries the password."""
+    return base64.b64encode(b"\0" + username.encode() + b"\0" + password.encode()).decode()
+
+
+def quoted(value: str) -> str:
     """An IMAP quoted string (no CR, LF or NUL can be in one: the config refuses them)."""
     if any(c in value for c in "\r\n\0"):
         raise MailboxError(FailureKind.PROTOCOL, "a line break in an IMAP string")
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def mailbox_name(folder: str) -> str:
+    """A folder's name as IMAP4rev1 writes it: modified UTF-7 (RFC 3501 5.1.3) for anything
+    beyond printable ASCII, `&` as `&-`."""
+    encoded, pending = [], ""
+
+    def flush() -> None:
+        nonlocal pending
+        if pending:
+            utf7 = base64.b64encode(pending.encode("utf-16-be")).decode().rstrip("=")
+            encoded.append("&" + utf7.replace("/", ",") + "-")
+            pending = ""
+
+    for char in folder:
+        if 0x20 <= ord(char) <= 0x7E:
+            flush()
+            encoded.append("&-" if char == "&" else char)
+        else:
+            pending += char
+    flush()
+    return quoted("".join(encoded))
 
 
 def _text(data: bytes) -> str:

@@ -5,10 +5,12 @@ left), log out. Never raises for anything the server does: a failure is in the l
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from time import perf_counter
 
 from smtp_checks.shared.mailbox.connection import LineConnection, MailboxError
-from smtp_checks.shared.mailbox.imap import ImapSession
+from smtp_checks.shared.mailbox.imap import ImapSession, plain_response, quoted
 from smtp_checks.shared.mailbox.pop3 import Pop3Session
 from smtp_checks.shared.mailbox.spec import (
     MailboxFailure,
@@ -20,6 +22,8 @@ from smtp_checks.shared.mailbox.spec import (
 from smtp_checks.shared.probe.failures import FailureKind
 from smtp_checks.shared.redaction import Redactor
 
+log = logging.getLogger("smtp_checks.mailbox")
+
 
 async def look_for(
     spec: MailboxSpec, wanted: Wanted, *, deadline: float | None = None
@@ -29,8 +33,7 @@ async def look_for(
     started = perf_counter()
     budget = asyncio.timeout(spec.timeout) if deadline is None else asyncio.timeout_at(deadline)
     connection: LineConnection | None = None
-    redact = Redactor()
-    redact.add(spec.password)
+    redact = _redactor(spec)
     try:
         async with budget:
             connection = await LineConnection.open(spec.host, spec.port, spec.tls)
@@ -42,6 +45,11 @@ async def look_for(
         detail = f"timeout after {spec.timeout:g}s reading the mailbox"
         failure = MailboxFailure.make(FailureKind.TIMEOUT, detail)
         return MailboxLook(time=perf_counter() - started, failure=failure)
+    except Exception as error:  # an answer nothing above expected: a failure, never a crash
+        log.warning("mailbox look at %s:%d failed unexpectedly: %r", spec.host, spec.port, error)
+        detail = f"unexpected answer ({type(error).__name__})"
+        failure = MailboxFailure.make(FailureKind.PROTOCOL, detail)
+        return MailboxLook(time=perf_counter() - started, failure=failure)
     finally:
         if connection is not None:
             connection.close()
@@ -52,6 +60,16 @@ async def look_for(
         received=received,
         cleaned=cleaned,
     )
+
+
+def _redactor(spec: MailboxSpec) -> Redactor:
+    """Masks the password, and the password as sent: a server may echo what it got."""
+    redact = Redactor()
+    redact.add(spec.password)
+    redact.add(plain_response(spec.username, spec.password))
+    with contextlib.suppress(MailboxError):  # a password IMAP cannot quote is never sent so
+        redact.add(quoted(spec.password))
+    return redact
 
 
 async def _look(
@@ -68,9 +86,10 @@ async def _look(
     found_received: tuple[float, ...] = ()
     cleaned = 0
     for folder in (spec.mailbox, *spec.junk):
-        seen_at, received, left = await imap.look(folder, wanted)
+        seen_at, received, left = await imap.look(folder, wanted, required=folder == spec.mailbox)
         cleaned += left
         if seen_at is not None and found_in is None:
             found_in, found_at, found_received = folder, seen_at, received
-    await imap.logout()
+    with contextlib.suppress(MailboxError):  # the work is done: a rude goodbye changes nothing
+        await imap.logout()
     return found_in, found_at, found_received, cleaned

@@ -9,7 +9,7 @@ import time
 from email.parser import BytesHeaderParser
 
 from smtp_checks.shared.mailbox.connection import LineConnection, MailboxError
-from smtp_checks.shared.mailbox.received import received_dates
+from smtp_checks.shared.mailbox.received import header_date, received_dates
 from smtp_checks.shared.mailbox.spec import Found, MailboxSpec, Wanted
 from smtp_checks.shared.probe.failures import FailureKind
 from smtp_checks.shared.probe.message import CHECK_HEADER, TOKEN_HEADER
@@ -41,26 +41,28 @@ class Pop3Session:
         """When the message was seen (None: not there), the dates of its `Received:`
         headers, and the leftovers of earlier runs deleted."""
         numbers = [line.split()[0] for line in await self.listing("LIST") if line.split()]
+        if not all(number.isdigit() for number in numbers):
+            raise MailboxError(FailureKind.PROTOCOL, "LIST: a message number that is not one")
         seen_at: float | None = None
         received: tuple[float, ...] = ()
-        doomed: list[bytes] = []
+        doomed: list[int] = []
         leftovers = 0
         parser = BytesHeaderParser()
-        for number in reversed(numbers):  # ours is most likely the newest
-            headers = parser.parsebytes(
-                b"\r\n".join(await self.listing(f"TOP {number.decode()} 0"))
-            )
-            if headers.get(TOKEN_HEADER, "").strip() == wanted.token:
+        for number in sorted((int(n) for n in numbers), reverse=True):  # ours: likely newest
+            headers = parser.parsebytes(b"\r\n".join(await self.listing(f"TOP {number} 0")))
+            if str(headers.get(TOKEN_HEADER, "")).strip() == wanted.token:
                 seen_at = seen_at or time.time()
                 received = received_dates(b"".join(
                     f"Received: {value}\r\n".encode() for value in headers.get_all("Received", [])
                 ))  # fmt: skip
                 doomed.append(number)
-            elif headers.get(CHECK_HEADER, "").strip() == wanted.check_tag:
+            elif str(headers.get(CHECK_HEADER, "")).strip() == wanted.check_tag and _old(
+                headers.get("Date"), wanted
+            ):
                 leftovers += 1
                 doomed.append(number)
         for number in doomed:
-            await self.command(f"DELE {number.decode()}")
+            await self.command(f"DELE {number}")
         return seen_at, received, leftovers
 
     async def quit(self) -> None:
@@ -88,6 +90,12 @@ class Pop3Session:
         raise MailboxError(
             FailureKind.PROTOCOL, f"{line.split(maxsplit=1)[0]}: the answer does not end"
         )
+
+
+def _old(date: object, wanted: Wanted) -> bool:
+    """A leftover's `Date:` is old enough for its round trip to be over."""
+    sent = header_date(date) if date is not None else None
+    return sent is not None and sent < time.time() - wanted.leftover_age
 
 
 def _text(data: bytes) -> str:

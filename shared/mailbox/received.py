@@ -1,5 +1,6 @@
-"""The dates of a message's `Received:` headers, oldest first: each mail server it passed
-through adds one on top, ending with the date it received the message (RFC 5321 4.4)."""
+"""The dates in a message's headers: its `Received:` headers, oldest first (each mail server
+it passed through adds one on top, ending with the date it received the message, RFC 5321
+4.4), and its `Date:`."""
 
 from __future__ import annotations
 
@@ -19,6 +20,14 @@ def received_dates(header_block: bytes) -> tuple[float, ...]:
         except (TypeError, ValueError, IndexError):
             continue  # a header without a readable date: no hop from it
     return tuple(reversed(dates))
+
+
+def header_date(value: object) -> float | None:
+    """Epoch seconds of a `Date:` header's value; None when unreadable (never a leftover)."""
+    try:
+        return parsedate_to_datetime(" ".join(str(value).split())).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def hops(dates: tuple[float, ...]) -> tuple[float, ...]:

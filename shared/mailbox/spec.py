@@ -37,13 +37,27 @@ class MailboxSpec:
     junk: tuple[str, ...] = ()
 
 
+LEFTOVER_MARGIN = 120.0  # seconds beyond a round trip's course before its message is a leftover
+
+
 @dataclass(frozen=True)
 class Wanted:
-    """The message of this run (its token) and the check it belongs to: messages of the same
-    check with another token were left by earlier runs, and are deleted."""
+    """The message of this run (its token) and the check it belongs to. A message of the
+    same check with another token, dated more than `leftover_age` seconds ago, was left by
+    an earlier run (its look never came, or never found it) and is deleted; a younger one
+    may be another run's still in progress (a run by hand beside the scheduled one), and is
+    left alone."""
 
     token: str
     check_tag: str
+    leftover_age: float = 600.0
+
+    @classmethod
+    def for_run(
+        cls, token: str, check_tag: str, *, receive_timeout: float, timeout: float
+    ) -> Wanted:
+        """A round trip's: anything older than its whole course, with a margin, is over."""
+        return cls(token, check_tag, receive_timeout + timeout + LEFTOVER_MARGIN)
 
 
 # What a session found in one folder: when the message was seen (None: not there), the

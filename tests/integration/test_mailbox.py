@@ -6,15 +6,19 @@ server down and a certificate that does not verify each end as a classified look
 from __future__ import annotations
 
 import asyncio
+import re
 import socketserver
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
+from email.utils import formatdate
 from pathlib import Path
 
 import pytest
 
+from smtp_checks.shared.mailbox.imap import mailbox_name
 from smtp_checks.shared.mailbox.look import look_for
 from smtp_checks.shared.mailbox.spec import MailboxLook, MailboxSpec, ReceiveProtocol, Wanted
 from smtp_checks.shared.probe.failures import FailureKind
@@ -37,11 +41,14 @@ def mail_tls(pki: Pki) -> tuple[Path, Path]:
 dovecot = dovecot_fixture(USERS, certificates="mail_tls", scope="module")
 
 
-def probe_mail(token: str, check: str = CHECK) -> bytes:
+def probe_mail(token: str, check: str = CHECK, *, age: float = 0.0) -> bytes:
+    """A round trip's message, dated `age` seconds ago."""
     spec = MessageSpec(
         sender="monitor@example.test", to=("alice@example.test",), token=token, check_tag=check
     )
-    return build_message(spec, "example.test").removesuffix(b".\r\n")
+    message = build_message(spec, "example.test").removesuffix(b".\r\n")
+    date = formatdate(time.time() - age).encode()
+    return re.sub(rb"^Date: [^\r\n]*", b"Date: " + date, message, count=1, flags=re.MULTILINE)
 
 
 def other_mail(subject: str) -> bytes:
@@ -95,9 +102,10 @@ def subjects(dovecot: DovecotInstance, user: str, folder: str = "INBOX") -> list
 def test_finds_the_run_message_deletes_it_and_the_leftovers_and_nothing_else(
     dovecot: DovecotInstance, pki: Pki, protocol: ReceiveProtocol, tls: TlsMode
 ) -> None:
-    token, earlier = uuid.uuid4().hex, uuid.uuid4().hex
+    token, earlier, beside = uuid.uuid4().hex, uuid.uuid4().hex, uuid.uuid4().hex
     dovecot.deliver("alice", other_mail("keep me"))
-    dovecot.deliver("alice", probe_mail(earlier))  # an earlier run's, never deleted
+    dovecot.deliver("alice", probe_mail(earlier, age=3600))  # an earlier run's, never deleted
+    dovecot.deliver("alice", probe_mail(beside, age=5))  # a run beside this one: its own
     dovecot.deliver("alice", probe_mail(token))
 
     found = look(spec_for(dovecot, pki, protocol, tls), token)
@@ -106,7 +114,7 @@ def test_finds_the_run_message_deletes_it_and_the_leftovers_and_nothing_else(
     assert found.found_in == "INBOX"
     assert found.seen_at is not None
     assert found.cleaned == 1
-    assert subjects(dovecot, "alice") == [b"keep me"]
+    assert subjects(dovecot, "alice") == [b"keep me", f"smtp-checks probe [{beside}]".encode()]
     again = look(spec_for(dovecot, pki, protocol, tls), token)
     assert again.failure is None and not again.found and again.cleaned == 0
     empty_inbox(dovecot, "alice")  # for the next protocol
@@ -235,3 +243,36 @@ def test_a_hostile_server_is_a_classified_sanitised_failure(
     assert found.failure is not None
     assert (found.failure.kind, found.failure.detail[: len(detail)]) == (kind, detail)
     assert found.time < 2
+
+
+def test_the_mailbox_itself_must_exist_a_junk_folder_need_not(
+    dovecot: DovecotInstance, pki: Pki
+) -> None:
+    spec = spec_for(dovecot, pki, ReceiveProtocol.IMAP, TlsMode.IMPLICIT)
+    found = look(replace(spec, mailbox="Nowhere"), "0" * 32)
+    assert found.failure is not None and found.failure.kind is FailureKind.REJECTED
+    assert found.failure.detail.startswith("SELECT refused: NO ")
+    assert look(replace(spec, junk=("Nowhere", "Junk")), "0" * 32).failure is None
+
+
+def test_clear_text_after_the_go_ahead_for_tls_is_refused(
+    hostile: Callable[[bytes | None], int],
+) -> None:
+    # A man in the middle answers STLS and slips a forged answer in before the handshake.
+    port = hostile(b"+OK POP3 ready\r\n+OK Begin TLS\r\n+OK forged\r\n")
+    spec = MailboxSpec(
+        protocol=ReceiveProtocol.POP3, host="127.0.0.1", port=port, username="u",
+        password="a-password", tls=TlsSettings(mode=TlsMode.STARTTLS), timeout=2,
+    )  # fmt: skip
+    found = look(spec, "0" * 32)
+    assert found.failure is not None and found.failure.kind is FailureKind.PROTOCOL
+    assert found.failure.detail == "data after the go-ahead for TLS, in clear"
+
+
+@pytest.mark.parametrize(
+    ("folder", "wire"),
+    [("Junk", '"Junk"'), ("Courrier indésirable", '"Courrier ind&AOk-sirable"'),
+     ("R&D", '"R&-D"'), ("日本語", '"&ZeVnLIqe-"')],
+)  # fmt: skip
+def test_folder_names_go_in_modified_utf7(folder: str, wire: str) -> None:
+    assert mailbox_name(folder) == wire
