@@ -66,7 +66,12 @@ def _delivery(options: CheckOptions, result: ProbeResult, started_at: float) -> 
         return None
     from smtp_checks.cli.receive import await_delivery  # noqa: PLC0415 (asyncio: this mode only)
 
-    wanted = Wanted(message.token or "", message.check_tag or "")
+    wanted = Wanted.for_run(
+        message.token or "",
+        message.check_tag or "",
+        receive_timeout=options.receive.timeout,
+        timeout=options.spec.timeout,
+    )
     return await_delivery(options.receive, wanted, started_at + result.sent_after)
 
 

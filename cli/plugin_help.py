@@ -59,7 +59,9 @@ _ROUNDTRIP = """\
                       ssl_verify_mode=1 (default) or 0;  ssl_verify_ca=FILE  trusted CAs
                       mailbox=INBOX  the folder the message must reach
                       junk=FOLDER  repeatable (IMAP): found there is WARNING
---receive-timeout   Seconds the message has to arrive (default: 120); else CRITICAL.
+--receive-timeout   Seconds the message has to arrive (default: 40); else CRITICAL. The
+                    check lasts up to --timeout + --receive-timeout + a look: keep that
+                    under Centreon's service_check_timeout (60 s unless raised).
 --warning-delivery / --critical-delivery
                     Thresholds on the delivery time, in seconds (Nagios ranges).
                     --extra-perfdata adds the hops of the Received: headers; --verbose

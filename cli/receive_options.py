@@ -14,7 +14,9 @@ from smtp_checks.shared.output.thresholds import ThresholdError, Thresholds
 from smtp_checks.shared.probe import validation
 from smtp_checks.shared.probe.spec import TlsMode, TlsSettings
 
-DEFAULT_RECEIVE_TIMEOUT = "120"
+# Seconds. With the send and the last look, an active check stays within Centreon Engine's
+# default service_check_timeout (60 s); the pipeline has no such limit (its default: 120).
+DEFAULT_RECEIVE_TIMEOUT = "40"
 _KEYS = frozenset({"layer", "ssl_verify_mode", "ssl_verify_ca", "mailbox", "junk"})
 # A comma followed by a known key starts the next item; any other comma is in the value.
 _ITEMS = re.compile(rf",(?=(?:{'|'.join(sorted(_KEYS))})=)")

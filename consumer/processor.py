@@ -148,7 +148,7 @@ class ResultProcessor:
         )
         if self._roundtrips is not None:
             for orphan in orphans:
-                self._roundtrips.orphaned(orphan.run.check_id)
+                self._roundtrips.orphaned(orphan.run.check_id, orphan.run.run_id)
         decisions += self._overdue_round_trips(now)
         refreshed = self.states.refresh_due(now)
         if refreshed:

@@ -19,6 +19,7 @@ from smtp_checks.shared.adhoc_replies import AdhocReplies
 from smtp_checks.shared.config import ScheduledCheck
 from smtp_checks.shared.mailbox.delivery import Delivery
 from smtp_checks.shared.messages import CheckResult, Outcome
+from smtp_checks.shared.messages.request import looks_for
 from smtp_checks.shared.roundtrips import RoundTrip, RoundTrips
 
 log = logging.getLogger("smtp_checks.consumer")
@@ -34,6 +35,7 @@ class RoundTripJoin:
         self.trips = trips
         self._replies = replies
         self.ignored = 0  # looks of round trips no longer in progress
+        self.superseded = 0  # round trips replaced by a newer run before their verdict
 
     @property
     def check_ids(self) -> set[str]:
@@ -47,7 +49,11 @@ class RoundTripJoin:
         if check is not None:
             return self._looked(check, result)
         if result.check_id in self._sends and result.outcome is Outcome.SUCCESS:
-            self.trips.begin(result, result.ended_at)
+            replaced = self.trips.begin(result, result.ended_at)
+            if replaced is not None:
+                self.superseded += 1
+                log.info("round trip of %s (token %s) superseded by run %s before its verdict",
+                         result.check_id, replaced.token, result.run_id)  # fmt: skip
             return None
         return result
 
@@ -60,11 +66,12 @@ class RoundTripJoin:
             if verdict.adhoc:
                 self._replies.reply(verdict)
 
-    def orphaned(self, check_id: str) -> None:
-        """A look of this check was orphaned (its UNKNOWN is the verdict)."""
+    def orphaned(self, check_id: str, run_id: str) -> None:
+        """Look `run_id` of this check was orphaned: its UNKNOWN is its round trip's verdict
+        (when that round trip is still the check's)."""
         check = self._looks.get(check_id)
         trip = self.trips.get(check.check_id) if check is not None else None
-        if check is not None and trip is not None:
+        if check is not None and trip is not None and looks_for(run_id, trip.token):
             self.trips.end(check.check_id, trip.token)
 
     def overdue(self, now: float, grace: float) -> list[CheckResult]:
@@ -88,7 +95,7 @@ class RoundTripJoin:
         assert receive is not None
         trip = self.trips.get(check.check_id)
         mailbox = result.mailbox
-        if trip is None or (mailbox is not None and mailbox.token != trip.token):
+        if trip is None or not looks_for(result.run_id, trip.token):
             self.ignored += 1
             log.debug("ignored a look of %s: its round trip is over", check.check_id)
             return None
@@ -96,7 +103,8 @@ class RoundTripJoin:
         verdict = _no_verdict_yet(trip, check)
         if result.outcome is not Outcome.SUCCESS or mailbox is None:
             if result.outcome is Outcome.THROTTLED and result.ended_at < deadline:
-                self.trips.look_again(trip, result.ended_at, not_after=deadline)
+                # No look was made: the last one's time still bounds the measure.
+                self.trips.look_again(trip, result.ended_at, looked_at=None, not_after=deadline)
                 return None
             failure = verdict.unknown(result.detail or result.outcome.value)
             return _joined(trip, failure, ended_at=result.ended_at)
@@ -111,7 +119,7 @@ class RoundTripJoin:
             return _joined(trip, found, ended_at=mailbox.seen_at)
         looked_at = result.started_at or result.ended_at
         if result.ended_at < deadline:
-            self.trips.look_again(trip, looked_at, not_after=deadline)
+            self.trips.look_again(trip, looked_at, looked_at=looked_at, not_after=deadline)
             return None
         return _joined(trip, verdict, ended_at=result.ended_at)
 

@@ -211,8 +211,11 @@ class Beat:
             log.error("cannot record %d looks in Redis, retrying: %s", len(requests), error)
             self._retry_looks(requests, now)
             return
-        # PENDING: the check's previous look is still queued, and will answer for this one.
         enqueued = [r for r, v in zip(requests, verdicts, strict=True) if v is Verdict.ENQUEUED]
+        # PENDING: a look of the check's previous round trip is still queued: this one goes
+        # once that one is taken.
+        waiting = [r for r, v in zip(requests, verdicts, strict=True) if v is Verdict.PENDING]
+        self._retry_looks(waiting, now)
         if not self._publish(enqueued):
             self._retry_looks(enqueued, now)
 

@@ -19,7 +19,7 @@ last possible look (`over_by`: the beat was down, say) is ended by the consumer,
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 
 import redis
 
@@ -47,20 +47,25 @@ return taken
 
 @dataclass(frozen=True)
 class RoundTrip:
-    """A round trip in progress: its send step's result and the looks made so far."""
+    """A round trip in progress: its check, its token (the send run's id), when its message
+    was accepted, the looks made so far, and its send step's result as JSON (parsed only by
+    the consumer: the beat reads the plain fields, whatever a newer result holds)."""
 
-    send: CheckResult
+    check_id: str
+    token: str
+    sent_at: float  # epoch seconds: the end of DATA, where the delivery time starts
+    send_json: str
     looks: int = 0
     last_look_at: float | None = None  # when the last look that found nothing was made
 
-    @property
-    def token(self) -> str:
-        return self.send.run_id
+    @classmethod
+    def of(cls, send: CheckResult) -> RoundTrip:
+        sent_at = send.sent_at or send.ended_at
+        return cls(send.check_id, send.run_id, sent_at, send.model_dump_json())
 
     @property
-    def sent_at(self) -> float:
-        """When the server accepted the message: where the delivery time starts."""
-        return self.send.sent_at or self.send.ended_at
+    def send(self) -> CheckResult:
+        return CheckResult.model_validate_json(self.send_json)
 
     def over_by(self, check: ScheduledCheck, grace: float) -> float:
         """When this round trip must have its verdict: the last look starts at the end of
@@ -70,20 +75,18 @@ class RoundTrip:
         return self.sent_at + receive_timeout + check.timeout + 2 * grace
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "token": self.token,
-                "send": self.send.model_dump(mode="json"),
-                "looks": self.looks,
-                "last_look_at": self.last_look_at,
-            }
-        )
+        return json.dumps(asdict(self))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> RoundTrip:
         fields = json.loads(text)
         return cls(
-            CheckResult.model_validate(fields["send"]), fields["looks"], fields["last_look_at"]
+            str(fields["check_id"]),
+            str(fields["token"]),
+            float(fields["sent_at"]),
+            str(fields["send_json"]),
+            int(fields["looks"]),
+            None if fields["last_look_at"] is None else float(fields["last_look_at"]),
         )
 
 
@@ -95,15 +98,23 @@ class RoundTrips:
         self._keys = keys
         self._take_due = client.register_script(_TAKE_DUE)
 
-    def begin(self, send: CheckResult, now: float) -> None:
-        """The send step of `send.check_id` succeeded: look for its message soon."""
-        self._save(RoundTrip(send), now + FIRST_LOOK_DELAY)
+    def begin(self, send: CheckResult, now: float) -> RoundTrip | None:
+        """The send step of `send.check_id` succeeded: look for its message soon. The round
+        trip it replaces, if one was still in progress (an ad hoc run beside a scheduled
+        one): that one ends without a verdict."""
+        replaced = self.get(send.check_id)
+        self._save(RoundTrip.of(send), now + FIRST_LOOK_DELAY)
+        return replaced if replaced is not None and replaced.token != send.run_id else None
 
-    def look_again(self, trip: RoundTrip, looked_at: float, *, not_after: float) -> None:
-        """A look at `looked_at` found nothing: the next one, a little later (never past
-        `not_after`, the end of the receive timeout)."""
-        later = RoundTrip(trip.send, trip.looks + 1, looked_at)
-        self._save(later, min(looked_at + next_look_delay(later.looks), not_after))
+    def look_again(
+        self, trip: RoundTrip, at: float, *, looked_at: float | None, not_after: float
+    ) -> None:
+        """A look at `looked_at` found nothing (None: it could not be made, `at`): the next
+        one, a little later (never past `not_after`, the end of the receive timeout)."""
+        looks = trip.looks + 1
+        last = trip.last_look_at if looked_at is None else looked_at
+        later = replace(trip, looks=looks, last_look_at=last)
+        self._save(later, min(at + next_look_delay(looks), not_after))
 
     def get(self, check_id: str) -> RoundTrip | None:
         raw = self._client.hget(self._keys.roundtrips, check_id)
@@ -114,11 +125,14 @@ class RoundTrips:
         if not checks:
             return set()
         raws = self._client.hmget(self._keys.roundtrips, [check.check_id for check in checks])
-        return {
-            check.check_id
-            for check, raw in zip(checks, raws, strict=True)
-            if raw is not None and now < RoundTrip.from_json(raw).over_by(check, grace)
-        }
+        busy = set()
+        for check, raw in zip(checks, raws, strict=True):
+            try:
+                if raw is not None and now < RoundTrip.from_json(raw).over_by(check, grace):
+                    busy.add(check.check_id)
+            except (ValueError, KeyError, TypeError):  # unreadable: not in the way
+                continue
+        return busy
 
     def all(self) -> dict[str, RoundTrip]:
         """Every round trip in progress, by check id."""
@@ -157,8 +171,9 @@ class RoundTrips:
 
     def _save(self, trip: RoundTrip, look_at: float) -> None:
         pipe = self._client.pipeline(transaction=True)
-        pipe.hset(self._keys.roundtrips, trip.send.check_id, trip.to_json())
-        pipe.zadd(self._keys.roundtrip_looks, {trip.send.check_id: look_at})
+        check_id = trip.check_id
+        pipe.hset(self._keys.roundtrips, check_id, trip.to_json())
+        pipe.zadd(self._keys.roundtrip_looks, {check_id: look_at})
         pipe.execute()
 
 

@@ -40,6 +40,10 @@ from smtp_checks.shared.probe.spec import (
 )
 
 
+def _unset(value: object) -> bool:
+    return value is None
+
+
 def _optional_ip(value: str | None) -> str | None:
     return None if value is None else validation.ip_literal(value)
 
@@ -108,6 +112,8 @@ class ReceiveParams(_Message):
     junk: tuple[Annotated[str, AfterValidator(validation.one_line)], ...] = ()
     token: str = Field(pattern=r"^[0-9a-f]{1,64}$")
     check_tag: Annotated[str, AfterValidator(validation.one_line)]
+    # Seconds: a message of the check with another token, older than this, is a leftover.
+    leftover_age: float = Field(default=600.0, gt=0, allow_inf_nan=False)
 
 
 class CheckRequest(Identified, _Message):
@@ -122,7 +128,9 @@ class CheckRequest(Identified, _Message):
     username: str | None = None
     auth: MechanismName | None = None
     password_ref: str | None = None  # env:NAME or file:PATH, resolved on the worker
-    receive: ReceiveParams | None = None  # a round trip's receive step (a mailbox look)
+    # A round trip's receive step (a mailbox look). Left out of the JSON when unset, as the
+    # other fields of round trips: a role of the previous release reads what this one sends.
+    receive: ReceiveParams | None = Field(default=None, exclude_if=_unset)
 
     @model_validator(mode="before")
     @classmethod
@@ -184,7 +192,7 @@ class CheckRequest(Identified, _Message):
             service=check.service,
             site=receive.site,
             mode=Mode.ROUNDTRIP,
-            run_id=uuid.uuid4().hex,
+            run_id=look_run_id(token),
             scheduled_for=scheduled_for,
             stale_at=scheduled_for + check.timeout,
         )
@@ -206,6 +214,9 @@ class CheckRequest(Identified, _Message):
                 junk=receive.junk,
                 token=token,
                 check_tag=check_tag(check.check_id),
+                leftover_age=Wanted.for_run(
+                    token, "", receive_timeout=receive.timeout, timeout=check.timeout
+                ).leftover_age,
             ),
         )
 
@@ -259,4 +270,16 @@ class CheckRequest(Identified, _Message):
             mailbox=receive.mailbox,
             junk=receive.junk,
         )
-        return spec, Wanted(receive.token, receive.check_tag)
+        return spec, Wanted(receive.token, receive.check_tag, receive.leftover_age)
+
+
+def look_run_id(token: str) -> str:
+    """The run id of a look for the message of send run `token`: unique, and beginning
+    with the token's first half, so that any record of the look (its result, its orphan)
+    tells which round trip it belongs to."""
+    return token[:16] + uuid.uuid4().hex[:16]
+
+
+def looks_for(run_id: str, token: str) -> bool:
+    """Whether the look of run `run_id` was one for the message of send run `token`."""
+    return run_id[:16] == token[:16]

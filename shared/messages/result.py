@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from smtp_checks.shared.messages.request import CheckRequest
 
 
+def _unset(value: object) -> bool:
+    return value is None
+
+
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -110,9 +114,10 @@ class CheckResult(Identified, _Message):
     server_address: str | None = None  # the address connected to (or the last one tried)
     # Mode roundtrip. The send step: when the server accepted the message (end of DATA).
     # The receive step: what it saw. The result the consumer joins them into: the verdict.
-    sent_at: float | None = None
-    mailbox: MailboxReport | None = None
-    delivery: Delivery | None = None
+    # Left out of the JSON when unset: a consumer of the previous release reads the others.
+    sent_at: float | None = Field(default=None, exclude_if=_unset)
+    mailbox: MailboxReport | None = Field(default=None, exclude_if=_unset)
+    delivery: Delivery | None = Field(default=None, exclude_if=_unset)
     # The plugin status (0-3) the worker worked out, as the consumer will: what compacting a
     # backlog of results goes by. None from a worker of version 1.
     status: int | None = Field(default=None, ge=0, le=3)

@@ -215,3 +215,19 @@ def test_a_round_trip_survives_a_consumer_restart(
     verdict = again.step(looked(check, send.run_id, 1001.2, found_in="INBOX"))
     assert verdict is not None and verdict.delivery is not None
     assert verdict.delivery.folder == "INBOX"
+
+
+def test_an_orphaned_look_ends_only_its_own_round_trip(
+    join: RoundTripJoin, check: ScheduledCheck
+) -> None:
+    first, second = sent(check, 1000.0), sent(check, 1300.0)
+    join.step(first)
+    old_look = CheckRequest.receive_step(check, first.run_id, scheduled_for=1001.0)
+    join.step(second)
+    join.orphaned(check.receive_check_id, old_look.run_id)  # the first's look, reported late
+    trip = join.trips.get(check.check_id)
+    assert trip is not None and trip.token == second.run_id
+    assert join.superseded == 1  # the first had no verdict when the second began
+    new_look = CheckRequest.receive_step(check, second.run_id, scheduled_for=1301.0)
+    join.orphaned(check.receive_check_id, new_look.run_id)
+    assert join.trips.get(check.check_id) is None
