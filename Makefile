@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.worker_throughput
 	$(BIN)/python -m bench.worker_concurrency
 	$(BIN)/python -m bench.metrics_cost
+	$(BIN)/python -m bench.roundtrip_cost
 
 # Ten minutes of every role at 30,000 checks a minute (BENCHMARKS.md, "Soak").
 soak: $(STAMP)

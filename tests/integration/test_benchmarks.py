@@ -36,6 +36,7 @@ SMALL_RUNS = {
     "probe_side_by_side": ["--other", str(ROOT), "--pairs", "1", "--checks", "100"],
     "overload": ["--checks", "20", "--interval", "2", "--hold", "0.3", "--concurrency", "1",
                  "--overload", "8", "--calm", "8"],
+    "roundtrip_cost": ["--round-trips", "3", "--hold", "2"],
     "soak": ["--duration", "5", "--warmup", "3", "--hosts", "40", "--servers", "1",
              "--concurrency", "20", "--check-smtp-runs", "5"],
 }  # fmt: skip
@@ -67,7 +68,7 @@ def test_the_benchmark_runs_on_a_small_load(name: str, bench_databases: None) ->
         _require("/usr/lib/nagios/plugins/check_smtp")
     if name in ("soak", "overload"):
         _require("redis-server")
-    if name == "overload":
+    if name in ("overload", "roundtrip_cost"):
         _require("/usr/sbin/nagios4")
     completed = subprocess.run(
         [sys.executable, "-m", f"bench.{name}", *SMALL_RUNS[name]],
@@ -84,3 +85,5 @@ def test_the_benchmark_runs_on_a_small_load(name: str, bench_databases: None) ->
         assert re.search(r"^\s+LOST\s+0$", completed.stdout, re.MULTILINE), completed.stdout
     if name == "overload":
         assert "half capacity:" in completed.stdout, completed.stdout
+    if name == "roundtrip_cost":
+        assert re.search(r"^held\s+\d", completed.stdout, re.MULTILINE), completed.stdout

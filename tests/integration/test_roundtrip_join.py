@@ -47,7 +47,7 @@ hosts:
 
 @pytest.fixture
 def client() -> Iterator[redis.Redis]:
-    for url in flushed_redis_db(9):
+    for url in flushed_redis_db(6):
         yield redis.Redis.from_url(url)
 
 
