@@ -3,7 +3,7 @@ applied, every value filled in. What the scheduler enqueues and the consumer exp
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from smtp_checks.shared.config.values import SecretRef
@@ -120,6 +120,15 @@ class ScheduledCheck:
             stale_at=stale_at,
             adhoc=adhoc,
         )
+
+    def look_identity(self, run_id: str, *, scheduled_for: float) -> CheckIdentity:
+        """The identity of one look into this round trip's mailbox: a run of its own, on
+        the receiving site, stale once a look's timeout (the check's) has passed."""
+        assert self.receive is not None, f"{self.check_id} is not a round trip"
+        identity = self.identity(
+            run_id, scheduled_for=scheduled_for, stale_at=scheduled_for + self.timeout
+        )
+        return replace(identity, check_id=self.receive_check_id, site=self.receive.site)
 
     @property
     def thresholds(self) -> Thresholds:

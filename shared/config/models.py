@@ -88,23 +88,11 @@ class CommandStepModel(_Model):
     response: Regex | None = None
 
 
-class CheckSettings(_Model):
-    """What every check may override; None inherits from the host, then from `defaults`.
-    `expect` and `commands` belong to the check alone."""
+class _Thresholds(_Model):
+    """A warning and a critical range, checked as the plugin parses them."""
 
-    service: CentreonName | None = None
-    interval: PositiveInt | None = None
-    timeout: Timeout | None = None
-    port: Port | None = None
-    tls: TlsMode | None = None
-    verify_tls: bool | None = None
     warning: Annotated[str | None, BeforeValidator(number_as_text)] = None
     critical: Annotated[str | None, BeforeValidator(number_as_text)] = None
-    ip: IpVersion | None = None
-    source_address: IpLiteral | None = None
-    proxy_protocol: ProxyVersion | None = None  # send a PROXY header first (behind HAProxy)
-    expect: Regex | None = None  # the banner must match (check_smtp -e)
-    commands: tuple[CommandStepModel, ...] = ()  # after EHLO, in order (check_smtp -C/-R)
 
     @field_validator("warning")
     @classmethod
@@ -115,6 +103,24 @@ class CheckSettings(_Model):
     @classmethod
     def _critical(cls, value: str | None) -> str | None:
         return threshold_text("critical", value)
+
+
+class CheckSettings(_Thresholds):
+    """What every check may override; None inherits from the host, then from `defaults`.
+    `expect` and `commands` belong to the check alone; `warning` and `critical` are on
+    the response time."""
+
+    service: CentreonName | None = None
+    interval: PositiveInt | None = None
+    timeout: Timeout | None = None
+    port: Port | None = None
+    tls: TlsMode | None = None
+    verify_tls: bool | None = None
+    ip: IpVersion | None = None
+    source_address: IpLiteral | None = None
+    proxy_protocol: ProxyVersion | None = None  # send a PROXY header first (behind HAProxy)
+    expect: Regex | None = None  # the banner must match (check_smtp -e)
+    commands: tuple[CommandStepModel, ...] = ()  # after EHLO, in order (check_smtp -C/-R)
 
 
 class LoginCheck(CheckSettings):
@@ -142,9 +148,9 @@ class RelayCheck(CheckSettings):
     to: MailAddress
 
 
-class ReceiveSettings(_Model):
-    """The mailbox a round trip looks for its message in (checks.roundtrip.receive), and
-    the site whose workers read it (default: the host's)."""
+class ReceiveSettings(_Thresholds):
+    """The mailbox a round trip looks for its message in (checks.roundtrip.receive), the
+    site whose workers read it (default: the host's), and thresholds on the delivery time."""
 
     protocol: ReceiveProtocol
     address: HostAddress
@@ -158,18 +164,6 @@ class ReceiveSettings(_Model):
     junk: tuple[OneLine, ...] = ()  # searched too: found there is WARNING
     site: SiteName | None = None
     timeout: Timeout = 120.0  # seconds the message has to arrive
-    warning: Annotated[str | None, BeforeValidator(number_as_text)] = None  # delivery seconds
-    critical: Annotated[str | None, BeforeValidator(number_as_text)] = None
-
-    @field_validator("warning")
-    @classmethod
-    def _warning(cls, value: str | None) -> str | None:
-        return threshold_text("warning", value)
-
-    @field_validator("critical")
-    @classmethod
-    def _critical(cls, value: str | None) -> str | None:
-        return threshold_text("critical", value)
 
     @model_validator(mode="after")
     def _junk_needs_folders(self) -> ReceiveSettings:

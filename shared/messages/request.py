@@ -182,22 +182,11 @@ class CheckRequest(Identified, _Message):
         cls, check: ScheduledCheck, token: str, *, scheduled_for: float
     ) -> CheckRequest:
         """A look into the mailbox of round trip `check` for the message of send run
-        `token`: a run of its own, on the receiving site's queue, stale once a look's
-        timeout (the check's) has passed."""
+        `token` (ScheduledCheck.look_identity)."""
         receive = check.receive
         assert receive is not None, f"{check.check_id} is not a round trip"
-        identity = CheckIdentity(
-            check_id=check.receive_check_id,
-            host=check.host,
-            service=check.service,
-            site=receive.site,
-            mode=Mode.ROUNDTRIP,
-            run_id=look_run_id(token),
-            scheduled_for=scheduled_for,
-            stale_at=scheduled_for + check.timeout,
-        )
         return cls(
-            identity=identity,
+            identity=check.look_identity(look_run_id(token), scheduled_for=scheduled_for),
             target=Target(
                 address=receive.address,
                 port=receive.port,
