@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from email.parser import BytesHeaderParser
@@ -110,6 +112,16 @@ def test_every_round_trip_case_reaches_nagios_with_its_verdict(
             40,
             "every roundtrip service checked",
         )
+
+        # Ad hoc, through the queue: `enqueue --wait` gets the verdict, not the send step's.
+        enqueued = subprocess.run(
+            [sys.executable, "-m", "smtp_checks.cli.main", "enqueue", "--config",
+             str(pipeline.config_path), "--host", "rt-delivered", "--check", "roundtrip",
+             "--wait", "30"],
+            env=pipeline.env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert enqueued.returncode == 0, enqueued.stdout + enqueued.stderr
+        assert enqueued.stdout.startswith("OK: Message delivered in "), enqueued.stdout
 
     def shown(name: str) -> tuple[str, str, str]:
         block = status[(f"rt-{name}", SERVICE)]
