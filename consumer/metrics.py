@@ -35,6 +35,14 @@ ORPHANS = Counter(
 STARVED = Counter(
     "smtp_checks_starved_total", "Services reported UNKNOWN for want of results.", ["site"]
 )
+ROUNDTRIPS_SUPERSEDED = Counter(
+    "smtp_checks_roundtrips_superseded_total",
+    "Round trips replaced by a newer run of their check before their verdict (an ad hoc run).",
+)
+ROUNDTRIP_LOOKS_IGNORED = Counter(
+    "smtp_checks_roundtrip_looks_ignored_total",
+    "Looks into a mailbox for a round trip already over (or replaced): not joined.",
+)
 UNKNOWN_SERVICES = Counter(
     "smtp_checks_unknown_services_total",
     "Results for a host and service the consumer's config does not have: not forwarded.",

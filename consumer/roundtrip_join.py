@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from smtp_checks.consumer import metrics
 from smtp_checks.shared.adhoc_replies import AdhocReplies
 from smtp_checks.shared.config import ScheduledCheck
 from smtp_checks.shared.mailbox.delivery import Delivery
@@ -52,6 +53,7 @@ class RoundTripJoin:
             replaced = self.trips.begin(result, result.ended_at)
             if replaced is not None:
                 self.superseded += 1
+                metrics.ROUNDTRIPS_SUPERSEDED.inc()
                 log.info("round trip of %s (token %s) superseded by run %s before its verdict",
                          result.check_id, replaced.token, result.run_id)  # fmt: skip
             return None
@@ -85,7 +87,8 @@ class RoundTripJoin:
             log.warning("round trip of %s (token %s) overdue: no look came back", check_id,
                         trip.token)  # fmt: skip
             lost = _no_verdict_yet(trip, check).unknown(
-                "no look into the mailbox came back in time (is a beat leading?)"
+                "no look into the mailbox came back in time (is a beat leading, is the "
+                "receiving site keeping up?)"
             )
             verdicts.append(_joined(trip, lost, ended_at=now))
         return verdicts
@@ -97,6 +100,7 @@ class RoundTripJoin:
         mailbox = result.mailbox
         if trip is None or not looks_for(result.run_id, trip.token):
             self.ignored += 1
+            metrics.ROUNDTRIP_LOOKS_IGNORED.inc()
             log.debug("ignored a look of %s: its round trip is over", check.check_id)
             return None
         deadline = trip.sent_at + receive.timeout

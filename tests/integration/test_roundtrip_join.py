@@ -187,8 +187,9 @@ def test_the_beat_sees_a_round_trip_in_progress_until_its_last_look_is_overdue(
     assert join.overdue(over - 1, GRACE) == []
     (lost,) = join.overdue(over + 1, GRACE)
     assert lost.delivery is not None
-    assert (
-        lost.delivery.failure == "no look into the mailbox came back in time (is a beat leading?)"
+    assert lost.delivery.failure == (
+        "no look into the mailbox came back in time (is a beat leading, is the receiving "
+        "site keeping up?)"
     )
 
 
