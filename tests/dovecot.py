@@ -7,8 +7,8 @@ starts Debian's Dovecot 2.3 in a temporary directory of its own and stops it aft
 - every listener on a free loopback port of its own (`ports`): `imap` (STARTTLS), `imaps`
   (implicit TLS), `pop3` (STLS), `pop3s` (implicit TLS) and `lmtp` (plain LMTP over TCP, for
   a real Postfix or `smtplib.LMTP` to deliver to);
-- users given as `{username: password}`, mechanisms PLAIN and LOGIN, accepted only over TLS
-  (implicit, or after STARTTLS/STLS);
+- users given as `{username: password}`, mechanisms PLAIN and LOGIN (or `mechanisms=`),
+  accepted only over TLS (implicit, or after STARTTLS/STLS);
 - Maildir mailboxes with `INBOX`, `Junk` and `Spam` (and any `folders=` you add); `deliver()`
   drops a message straight into a folder's `new/` (no SMTP, no LMTP), `messages()` reads a
   folder back from disk;
@@ -129,7 +129,7 @@ ssl_cert = <$dir/tls/cert.pem
 ssl_key = <$dir/tls/key.pem
 # No cleartext authentication without TLS (LOGINDISABLED), and see the passdb below.
 disable_plaintext_auth = yes
-auth_mechanisms = plain login
+auth_mechanisms = $mechanisms
 auth_username_format = %Lu
 # Tests make deliberate failures: answer them at once (the auth process still batches
 # failures every 0.5 s).
@@ -278,6 +278,7 @@ class DovecotInstance:
         host: str = "127.0.0.1",
         domain: str = "example.test",
         folders: Sequence[str] = DEFAULT_FOLDERS,
+        mechanisms: Sequence[str] = ("plain", "login"),
         start_timeout: float = 10.0,
     ) -> None:
         if not users:
@@ -296,6 +297,7 @@ class DovecotInstance:
         self.host = host
         self.domain = domain
         self.folders = tuple(folders)
+        self.mechanisms = tuple(mechanisms)
         self.start_timeout = start_timeout
         self.ports: dict[str, int] = {}
         self.directory: Path | None = None
@@ -491,6 +493,7 @@ class DovecotInstance:
                 mail_uid=accounts.mail_uid,
                 mail_gid=accounts.mail_gid,
                 mailboxes=mailboxes,
+                mechanisms=" ".join(self.mechanisms),
                 **self.ports,
             )
         )

@@ -127,6 +127,11 @@ class ImapSession:
                 self.capabilities = {word.upper() for word in words}
 
     async def _authenticate(self, spec: MailboxSpec) -> None:
+        """AUTHENTICATE PLAIN when offered, else AUTHENTICATE LOGIN, else the LOGIN
+        command (unless the server disables it)."""
+        if "AUTH=PLAIN" not in self.capabilities and "AUTH=LOGIN" in self.capabilities:
+            await self._authenticate_login(spec)
+            return
         if "AUTH=PLAIN" in self.capabilities:
             initial = plain_response(spec.username, spec.password)
             if "SASL-IR" in self.capabilities:
@@ -150,6 +155,17 @@ class ImapSession:
             shown="LOGIN",
             failure=FailureKind.AUTH,
         )
+
+    async def _authenticate_login(self, spec: MailboxSpec) -> None:
+        """SASL LOGIN: the username, then the password, each asked for by a continuation."""
+        tag = self._next_tag()
+        await self._connection.send(f"{tag} AUTHENTICATE LOGIN")
+        for answer in (spec.username, spec.password):
+            line = await self._connection.line()
+            if not line.startswith(b"+"):
+                raise MailboxError(FailureKind.AUTH, f"AUTHENTICATE refused: {_text(line)}")
+            await self._connection.send(base64.b64encode(answer.encode()).decode())
+        await self._responses(tag, "AUTHENTICATE", FailureKind.AUTH)
 
     async def _search(self, criteria: str) -> list[str]:
         uids: list[str] = []

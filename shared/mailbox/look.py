@@ -5,6 +5,7 @@ left), log out. Never raises for anything the server does: a failure is in the l
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 from time import perf_counter
@@ -67,6 +68,7 @@ def _redactor(spec: MailboxSpec) -> Redactor:
     redact = Redactor()
     redact.add(spec.password)
     redact.add(plain_response(spec.username, spec.password))
+    redact.add(base64.b64encode(spec.password.encode()).decode())  # as SASL LOGIN sends it
     with contextlib.suppress(MailboxError):  # a password IMAP cannot quote is never sent so
         redact.add(quoted(spec.password))
     return redact

@@ -276,3 +276,70 @@ def test_clear_text_after_the_go_ahead_for_tls_is_refused(
 )  # fmt: skip
 def test_folder_names_go_in_modified_utf7(folder: str, wire: str) -> None:
     assert mailbox_name(folder) == wire
+
+
+@pytest.fixture(scope="module")
+def login_only(mail_tls: tuple[Path, Path]) -> Iterator[DovecotInstance]:
+    """A Dovecot that offers SASL LOGIN only (and so disables the LOGIN command)."""
+    with DovecotInstance(USERS, *mail_tls, mechanisms=("login",)) as instance:
+        yield instance
+
+
+def test_without_sasl_plain_imap_authenticates_with_sasl_login(
+    login_only: DovecotInstance, pki: Pki
+) -> None:
+    token = uuid.uuid4().hex
+    login_only.deliver("bob", probe_mail(token))
+    found = look(
+        spec_for(login_only, pki, ReceiveProtocol.IMAP, TlsMode.IMPLICIT, user="bob"), token
+    )
+    assert found.failure is None and found.found_in == "INBOX"
+    assert "user=<bob>, method=LOGIN" in login_only.log_text()
+    # POP3's USER/PASS is PLAIN to Dovecot: refused, with the server's own words.
+    refused = look(
+        spec_for(login_only, pki, ReceiveProtocol.POP3, TlsMode.IMPLICIT, user="bob"), token
+    )
+    assert refused.failure is not None and refused.failure.kind is FailureKind.AUTH
+    assert (
+        refused.failure.detail == "PASS refused: -ERR [AUTH] Unsupported authentication mechanism."
+    )
+
+
+class _LoginCommandServer(socketserver.StreamRequestHandler):
+    """An IMAP server without SASL (no AUTH=): only the LOGIN command, as old servers do.
+    Records the lines it gets."""
+
+    def handle(self) -> None:
+        heard: list[bytes] = self.server.heard  # type: ignore[attr-defined]
+        self.wfile.write(b"* OK ready\r\n")
+        for raw in self.rfile:
+            heard.append(raw.rstrip(b"\r\n"))
+            tag, _, command = raw.decode().strip().partition(" ")
+            verb = command.split(" ", 1)[0].upper()
+            if verb == "CAPABILITY":
+                self.wfile.write(b"* CAPABILITY IMAP4rev1 UIDPLUS\r\n")
+            elif verb == "UID":
+                self.wfile.write(b"* SEARCH\r\n")
+            elif verb == "LOGOUT":
+                self.wfile.write(b"* BYE bye\r\n")
+            self.wfile.write(f"{tag} OK done\r\n".encode())
+            if verb == "LOGOUT":
+                return
+
+
+def test_without_sasl_the_login_command_quotes_the_password() -> None:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _LoginCommandServer)
+    server.heard = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        spec = MailboxSpec(
+            protocol=ReceiveProtocol.IMAP, host="127.0.0.1", port=server.server_address[1],
+            username="bob", password='b0b "quoted" \\ pass', tls=TlsSettings(mode=TlsMode.NONE),
+            timeout=5,
+        )  # fmt: skip
+        found = look(spec, "0" * 32)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert found.failure is None and not found.found
+    assert b's2 LOGIN "bob" "b0b \\"quoted\\" \\\\ pass"' in server.heard  # type: ignore[attr-defined]
