@@ -57,8 +57,9 @@ def receive_options(args: argparse.Namespace, timeout: float) -> ReceiveOptions:
     port = _port(args.receive_port) if args.receive_port else protocol.default_port(tls)
     folder = options.get("mailbox", "INBOX")
     mailbox = _checked(validation.one_line, folder, "receive-options mailbox")
-    if junk and protocol is ReceiveProtocol.POP3:
-        raise OptionError("Wrong receive-options junk: junk folders need IMAP (POP3 has one)")
+    if protocol is ReceiveProtocol.POP3 and (junk or mailbox != "INBOX"):
+        which = "junk" if junk else "mailbox"
+        raise OptionError(f"Wrong receive-options {which}: folders need IMAP (POP3 has one)")
     verify = options.get("ssl_verify_mode", "1") not in ("0", "SSL_VERIFY_NONE")
     ca_file = options.get("ssl_verify_ca")
     if ca_file:

@@ -166,9 +166,9 @@ class ReceiveSettings(_Thresholds):
     timeout: Timeout = 120.0  # seconds the message has to arrive
 
     @model_validator(mode="after")
-    def _junk_needs_folders(self) -> ReceiveSettings:
-        if self.junk and self.protocol is ReceiveProtocol.POP3:
-            raise ValueError("junk folders need IMAP (POP3 has one folder)")
+    def _folders_need_imap(self) -> ReceiveSettings:
+        if self.protocol is ReceiveProtocol.POP3 and (self.junk or self.mailbox != "INBOX"):
+            raise ValueError("junk folders and a mailbox other than INBOX need IMAP (POP3 has one)")
         return self
 
 

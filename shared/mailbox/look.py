@@ -81,7 +81,7 @@ async def _look(
         pop3 = await Pop3Session.login(connection, spec)
         seen_at, received, cleaned = await pop3.look(wanted)
         await pop3.quit()  # commits the deletions
-        return (spec.mailbox if seen_at else None), seen_at, received, cleaned
+        return ("INBOX" if seen_at else None), seen_at, received, cleaned
     imap = await ImapSession.login(connection, spec)
     found_in: str | None = None
     found_at: float | None = None

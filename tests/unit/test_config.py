@@ -696,7 +696,7 @@ hosts:
         from: monitor@example.com
         to: probe@example.com
         receive: {protocol: pop3, address: pop.example.com, tls: starttls, username: p,
-                  password: "file:/etc/pw", site: lyon, timeout: 60, mailbox: Probes}
+                  password: "file:/etc/pw", site: lyon, timeout: 60}
 """
 
 
@@ -718,17 +718,19 @@ def test_a_round_trip_resolves_its_receive_side(tmp_path: Path) -> None:
     assert str(receive.password) == "env:PROBE_PASSWORD"
     assert imap.receive_check_id == "mx1/roundtrip/receive"
     assert pop3.receive is not None
-    assert (pop3.receive.port, pop3.receive.site, pop3.receive.mailbox) == (110, "lyon", "Probes")
+    assert (pop3.receive.port, pop3.receive.site, pop3.receive.mailbox) == (110, "lyon", "INBOX")
 
 
 @pytest.mark.parametrize(
     ("change", "location", "reason"),
     [
         (("site: lyon", "site: nice"), "hosts[1].checks.roundtrip.receive.site", "unknown site 'nice'"),
-        (("timeout: 60,", "timeout: 290,"), "hosts[1].checks.roundtrip.receive.timeout",
+        (("timeout: 60}", "timeout: 290}"), "hosts[1].checks.roundtrip.receive.timeout",
          "290s plus the timeout 30s must be shorter than the interval 300s"),
-        (("mailbox: Probes", "mailbox: Probes, junk: [Junk]"), "hosts[1].checks.roundtrip.receive",
-         "junk folders need IMAP"),
+        (("timeout: 60}", "timeout: 60, junk: [Junk]}"), "hosts[1].checks.roundtrip.receive",
+         "junk folders and a mailbox other than INBOX need IMAP"),
+        (("timeout: 60}", "timeout: 60, mailbox: Probes}"), "hosts[1].checks.roundtrip.receive",
+         "need IMAP (POP3 has one)"),
         (('password: "file:/etc/pw"', "password: hunter2"),
          "hosts[1].checks.roundtrip.receive.password", "plain-text passwords are refused"),
         (("protocol: pop3", "protocol: smtp"), "hosts[1].checks.roundtrip.receive.protocol", "'imap' or 'pop3'"),
