@@ -12,10 +12,11 @@ import argparse
 import dataclasses
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NoReturn, TypeVar
+from typing import NoReturn
 
+from smtp_checks.cli import option_rules as rules
 from smtp_checks.cli import password_managers
 from smtp_checks.cli.receive_options import ReceiveOptions, receive_options
 from smtp_checks.cli.receive_options import add_options as add_receive_options
@@ -30,7 +31,7 @@ from smtp_checks.shared.output.options import (
     select_output_format,
 )
 from smtp_checks.shared.output.perl_regex import Substitution
-from smtp_checks.shared.output.thresholds import ThresholdError, Thresholds
+from smtp_checks.shared.output.thresholds import Thresholds
 
 __all__ = ["CheckOptions", "InfoRequest", "OptionError", "output_options_or_default", "parse"]
 from smtp_checks.shared.probe import validation
@@ -48,15 +49,12 @@ from smtp_checks.shared.probe.spec import (
 )
 
 PLUGIN_NAME = "apps::protocols::smtp::plugin"
-_T = TypeVar("_T")
 _SMTP_OPTIONS = frozenset(
     {"layer", "port", "auth", "timeout", "debug", "ssl_verify_mode", "ssl_verify_ca"}
     | {"ssl_verify_path", "ssl_verify_file", "hello", "ip", "source_address", "proxy_protocol"}
     | {"tls_min_version"}
 )
 _SEND_OPTIONS = frozenset({"subject", "body", "contenttype", "charset", "cc", "bcc", "replyto"})
-_VERIFY_NONE = frozenset({"0", "SSL_VERIFY_NONE"})
-_VERIFY_PEER = frozenset({"1", "SSL_VERIFY_PEER"})
 
 
 @dataclass(frozen=True)
@@ -154,10 +152,10 @@ def parse(argv: list[str], environ: Mapping[str, str] | None = None) -> CheckOpt
         password_managers.apply(args, os.environ if environ is None else environ)
     except password_managers.PasswordManagerError as error:
         raise OptionError(str(error)) from None
-    thresholds = _thresholds(args.warning, args.critical, "")
+    thresholds = rules.thresholds(args.warning, args.critical, "")
     if not args.hostname:
         raise OptionError("Please set the hostname option")
-    _checked(validation.host_name, args.hostname, "--hostname")
+    rules.checked(validation.host_name, args.hostname, "--hostname")
     if mode.has_envelope:
         if args.smtp_from is None:
             raise OptionError("Please set smtp-from option")
@@ -167,8 +165,10 @@ def parse(argv: list[str], environ: Mapping[str, str] | None = None) -> CheckOpt
     return CheckOptions(
         spec=spec,
         thresholds=thresholds,
-        cert_thresholds=_thresholds(args.warning_cert_days, args.critical_cert_days, "-cert-days"),
-        chain_thresholds=_thresholds(
+        cert_thresholds=rules.thresholds(
+            args.warning_cert_days, args.critical_cert_days, "-cert-days"
+        ),
+        chain_thresholds=rules.thresholds(
             args.warning_chain_days, args.critical_chain_days, "-chain-days"
         ),
         extra_perfdata=args.extra_perfdata,
@@ -211,14 +211,6 @@ def _mode(name: str | None) -> Mode:
         ) from None
 
 
-def _thresholds(warning: str | None, critical: str | None, suffix: str) -> Thresholds:
-    """Thresholds; `suffix` names the option family in the error (`warning-cert-days`)."""
-    try:
-        return Thresholds.parse(warning, critical)
-    except ThresholdError as error:
-        raise OptionError(str(error).replace(" threshold ", f"{suffix} threshold ", 1)) from None
-
-
 def _output_options(args: argparse.Namespace) -> OutputOptions:
     try:
         return OutputOptions(
@@ -248,17 +240,6 @@ def _substitutions(values: list[str]) -> tuple[Substitution, ...]:
     return tuple(rule for rule in map(parse_substitution, values) if rule is not None)
 
 
-def _timeout(text: str, option: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise OptionError(f"Wrong {option} option '{text}'") from None
-    try:
-        return validation.timeout(value)
-    except ValueError as error:
-        raise OptionError(f"Wrong {option} option: {error}") from None
-
-
 def _key_values(items: list[str], allowed: frozenset[str], what: str) -> dict[str, str]:
     """`key=value` items as the plugin reads them (`^(.+?)=(.+)$`; others are skipped)."""
     values: dict[str, str] = {}
@@ -282,17 +263,19 @@ def _dialogue(items: list[str]) -> tuple[str | None, tuple[CommandStep, ...], li
     for item in items:
         key, _, value = item.partition("=")
         if key == "expect":
-            expect = _checked(validation.regex, value, "smtp-options expect")
+            expect = rules.checked(validation.regex, value, "smtp-options expect")
         elif key == "command":
             value, paired, response = value.partition(",response=")
-            steps.append(CommandStep(_checked(validation.command, value, "smtp-options command")))
+            steps.append(
+                CommandStep(rules.checked(validation.command, value, "smtp-options command"))
+            )
             if paired:
-                pattern = _checked(validation.regex, response, "smtp-options response")
+                pattern = rules.checked(validation.regex, response, "smtp-options response")
                 steps[-1] = CommandStep(steps[-1].command, pattern)
         elif key == "response":
             if not steps or steps[-1].response is not None:
                 raise OptionError("Wrong smtp-options response: it must follow a command=")
-            pattern = _checked(validation.regex, value, "smtp-options response")
+            pattern = rules.checked(validation.regex, value, "smtp-options response")
             steps[-1] = CommandStep(steps[-1].command, pattern)
         else:
             rest.append(item)
@@ -307,10 +290,10 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
     except ValueError as error:
         raise OptionError(f"Wrong smtp-options layer: {error}") from None
     port_text = smtp.get("port") or args.port
-    port = _port(port_text) if port_text else tls_mode.default_port
-    timeout = _timeout(args.timeout, "timeout")
+    port = rules.port(port_text) if port_text else tls_mode.default_port
+    timeout = rules.timeout(args.timeout, "timeout")
     if "timeout" in smtp:
-        timeout = min(timeout, _timeout(smtp["timeout"], "smtp-options timeout"))
+        timeout = min(timeout, rules.timeout(smtp["timeout"], "smtp-options timeout"))
     hello = smtp.get("hello")
     ip, source = _addressing(args.hostname, smtp)
     return ProbeSpec(
@@ -320,16 +303,16 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
         tls=_tls_settings(tls_mode, smtp),
         timeout=timeout,
         credentials=None if mode is Mode.RELAY else _credentials(args, smtp.get("auth")),
-        message=_message(args, mode, tag=check_tag(f"{args.hostname}/roundtrip"))
-        if mode.has_envelope
+        message=_message(args, mode) if mode.has_envelope else None,
+        helo_name=rules.checked(validation.helo_name, hello, "smtp-options hello")
+        if hello
         else None,
-        helo_name=_checked(validation.helo_name, hello, "smtp-options hello") if hello else None,
         record_transcript=args.debug or smtp.get("debug", "0") not in ("", "0"),
         expect=expect,
         commands=commands,
         ip=ip,
         source_address=source,
-        proxy_protocol=_checked(validation.proxy_version, proxy, "smtp-options proxy_protocol")
+        proxy_protocol=rules.checked(validation.proxy_version, proxy, "smtp-options proxy_protocol")
         if (proxy := smtp.get("proxy_protocol"))
         else None,
     )
@@ -338,9 +321,9 @@ def _probe_spec(args: argparse.Namespace, mode: Mode) -> ProbeSpec:
 def _addressing(host: str, smtp: dict[str, str]) -> tuple[IpVersion | None, str | None]:
     """`ip=` and `source_address=`, agreeing with each other and with the host."""
     ip_text, source = smtp.get("ip"), smtp.get("source_address")
-    ip = _checked(validation.ip_version, ip_text, "smtp-options ip") if ip_text else None
+    ip = rules.checked(validation.ip_version, ip_text, "smtp-options ip") if ip_text else None
     if source is not None:
-        _checked(validation.local_address, source, "smtp-options source_address")
+        rules.checked(validation.local_address, source, "smtp-options source_address")
     try:
         validation.families(host, ip, source)
     except ValueError as error:
@@ -348,31 +331,21 @@ def _addressing(host: str, smtp: dict[str, str]) -> tuple[IpVersion | None, str 
     return ip, source
 
 
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise OptionError(f"Wrong port '{text}'")
-    return int(text)
-
-
 def _tls_settings(mode: TlsMode, smtp: dict[str, str]) -> TlsSettings:
-    verify_mode = smtp.get("ssl_verify_mode", "SSL_VERIFY_PEER")
-    if verify_mode not in _VERIFY_NONE | _VERIFY_PEER:
-        raise OptionError(
-            f"Wrong ssl_verify_mode '{verify_mode}' (SSL_VERIFY_NONE or 0, SSL_VERIFY_PEER or 1)"
-        )
+    verify = rules.verify_mode(smtp.get("ssl_verify_mode", "SSL_VERIFY_PEER"))
     ca_file = smtp.get("ssl_verify_ca") or smtp.get("ssl_verify_file")
     ca_path = smtp.get("ssl_verify_path")
     minimum = smtp.get("tls_min_version")
     return TlsSettings(
-        min_version=_checked(validation.tls_version, minimum, "smtp-options tls_min_version")
+        min_version=rules.checked(validation.tls_version, minimum, "smtp-options tls_min_version")
         if minimum
         else None,
         mode=mode,
-        verify=verify_mode in _VERIFY_PEER,
-        ca_file=_checked(validation.ca_file, ca_file, "smtp-options ssl_verify_ca")
+        verify=verify,
+        ca_file=rules.checked(validation.ca_file, ca_file, "smtp-options ssl_verify_ca")
         if ca_file
         else None,
-        ca_path=_checked(validation.ca_directory, ca_path, "smtp-options ssl_verify_path")
+        ca_path=rules.checked(validation.ca_directory, ca_path, "smtp-options ssl_verify_path")
         if ca_path
         else None,
     )
@@ -384,8 +357,8 @@ def _credentials(args: argparse.Namespace, auth: str | None) -> Credentials | No
         return None
     if args.password is None:
         raise OptionError("Please set --password option.")
-    _checked(validation.one_line, username, "--username")
-    _checked(validation.text, args.password, "--password")
+    rules.checked(validation.one_line, username, "--username")
+    rules.checked(validation.text, args.password, "--password")
     mechanism = None
     if auth is not None and auth.upper() != "AUTO":
         mechanism = auth.upper()
@@ -395,8 +368,8 @@ def _credentials(args: argparse.Namespace, auth: str | None) -> Credentials | No
     return Credentials(username=username, password=args.password, mechanism=mechanism)
 
 
-def _message(args: argparse.Namespace, mode: Mode, *, tag: str) -> MessageSpec:
-    """The mail; a round trip's carries a new token and its check's `tag`."""
+def _message(args: argparse.Namespace, mode: Mode) -> MessageSpec:
+    """The mail; a round trip's carries a new token and the tag of its host's check."""
     send = _key_values(args.smtp_send_options, _SEND_OPTIONS, "smtp-send-options key")
     defaults = MessageSpec(sender=args.smtp_from, to=())
     message = MessageSpec(
@@ -411,31 +384,24 @@ def _message(args: argparse.Namespace, mode: Mode, *, tag: str) -> MessageSpec:
         reply_to=send.get("replyto"),
     )
     if mode is Mode.ROUNDTRIP:
+        tag = check_tag(f"{args.hostname}/roundtrip")
         message = dataclasses.replace(message, token=uuid.uuid4().hex, check_tag=tag)
     if not message.to:
         raise OptionError("Please set smtp-to option")
     if mode is Mode.RELAY and len(message.recipients) != 1:
         raise OptionError("Wrong --smtp-to: a relay test tries one outside address")
-    _checked(validation.mail_address, message.sender, "--smtp-from")
+    rules.checked(validation.mail_address, message.sender, "--smtp-from")
     for option, addresses in (("--smtp-to", message.to), ("smtp-send-options cc", message.cc),
                               ("smtp-send-options bcc", message.bcc)):  # fmt: skip
         for address in addresses:
-            _checked(validation.mail_address, address, option)
+            rules.checked(validation.mail_address, address, option)
     if message.reply_to is not None:
-        _checked(validation.mail_address, message.reply_to, "smtp-send-options replyto")
-    _checked(validation.one_line, message.subject, "smtp-send-options subject")
-    _checked(validation.text, message.body, "smtp-send-options body")
-    _checked(validation.content_type, message.content_type, "smtp-send-options contenttype")
-    _checked(validation.charset, message.charset, "smtp-send-options charset")
+        rules.checked(validation.mail_address, message.reply_to, "smtp-send-options replyto")
+    rules.checked(validation.one_line, message.subject, "smtp-send-options subject")
+    rules.checked(validation.text, message.body, "smtp-send-options body")
+    rules.checked(validation.content_type, message.content_type, "smtp-send-options contenttype")
+    rules.checked(validation.charset, message.charset, "smtp-send-options charset")
     return message
-
-
-def _checked(rule: Callable[[str], _T], value: str, option: str) -> _T:
-    """`value` if `rule` takes it, else the OptionError naming `option` and what is wrong."""
-    try:
-        return rule(value)
-    except ValueError as error:
-        raise OptionError(f"Wrong {option}: {error}") from None
 
 
 def _addresses(text: str) -> tuple[str, ...]:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 
+from smtp_checks.cli import option_rules as rules
 from smtp_checks.shared.errors import OptionError
 from smtp_checks.shared.mailbox.spec import MailboxSpec, ReceiveProtocol
-from smtp_checks.shared.output.thresholds import ThresholdError, Thresholds
 from smtp_checks.shared.probe import validation
 from smtp_checks.shared.probe.spec import TlsMode, TlsSettings
 
@@ -47,31 +46,29 @@ def receive_options(args: argparse.Namespace, timeout: float) -> ReceiveOptions:
     """The receive side; each look has `timeout` (the check's) at most."""
     protocol = _protocol(args.receive_protocol)
     host = _required(args.receive_hostname, "receive-hostname")
-    _checked(validation.host_name, host, "--receive-hostname")
+    rules.checked(validation.host_name, host, "--receive-hostname")
     username = _required(args.receive_username, "receive-username")
-    _checked(validation.one_line, username, "--receive-username")
+    rules.checked(validation.one_line, username, "--receive-username")
     password = _required(args.receive_password, "receive-password")
-    _checked(validation.text, password, "--receive-password")
+    rules.checked(validation.text, password, "--receive-password")
     options, junk = _receive_keys(args.receive_options)
     tls = _layer(options.get("layer", "ssl"))
-    port = _port(args.receive_port) if args.receive_port else protocol.default_port(tls)
+    port = (
+        rules.port(args.receive_port, "receive-port")
+        if args.receive_port
+        else protocol.default_port(tls)
+    )
     folder = options.get("mailbox", "INBOX")
-    mailbox = _checked(validation.one_line, folder, "receive-options mailbox")
+    mailbox = rules.checked(validation.one_line, folder, "receive-options mailbox")
     if protocol is ReceiveProtocol.POP3 and (junk or mailbox != "INBOX"):
         which = "junk" if junk else "mailbox"
         raise OptionError(f"Wrong receive-options {which}: folders need IMAP (POP3 has one)")
-    verify = options.get("ssl_verify_mode", "1") not in ("0", "SSL_VERIFY_NONE")
+    verify = rules.verify_mode(options.get("ssl_verify_mode", "1"))
     ca_file = options.get("ssl_verify_ca")
     if ca_file:
-        _checked(validation.ca_file, ca_file, "receive-options ssl_verify_ca")
-    try:
-        receive_timeout = validation.timeout(float(args.receive_timeout))
-    except ValueError:
-        raise OptionError(f"Wrong receive-timeout option '{args.receive_timeout}'") from None
-    try:
-        Thresholds.parse(args.warning_delivery, args.critical_delivery)
-    except ThresholdError as error:
-        raise OptionError(str(error).replace(" threshold ", "-delivery threshold ", 1)) from None
+        rules.checked(validation.ca_file, ca_file, "receive-options ssl_verify_ca")
+    receive_timeout = rules.timeout(args.receive_timeout, "receive-timeout")
+    rules.thresholds(args.warning_delivery, args.critical_delivery, "-delivery")
     spec = MailboxSpec(
         protocol=protocol,
         host=host,
@@ -116,7 +113,7 @@ def _receive_keys(options: list[str]) -> tuple[dict[str, str], tuple[str, ...]]:
             raise OptionError(f"Unknown receive-options key '{key}' (known: {known})")
         if key == "junk":
             folders = [folder.strip() for folder in value.split(",") if folder.strip()]
-            junk += [_checked(validation.one_line, f, "receive-options junk") for f in folders]
+            junk += [rules.checked(validation.one_line, f, "receive-options junk") for f in folders]
         else:
             values[key] = value
     return values, tuple(junk)
@@ -125,18 +122,4 @@ def _receive_keys(options: list[str]) -> tuple[dict[str, str], tuple[str, ...]]:
 def _required(value: str | None, option: str) -> str:
     if not value:
         raise OptionError(f"Please set {option} option")
-    return value
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise OptionError(f"Wrong receive-port '{text}'")
-    return int(text)
-
-
-def _checked(rule: Callable[[str], object], value: str, option: str) -> str:
-    try:
-        rule(value)
-    except ValueError as error:
-        raise OptionError(f"Wrong {option}: {error}") from None
     return value

@@ -174,6 +174,8 @@ def test_any_value_of_a_receive_option_gives_a_plugin_line_and_exit_code(
         ([*ROUNDTRIP, "--receive-timeout=soon"], "UNKNOWN: Wrong receive-timeout option 'soon'"),
         ([*ROUNDTRIP, "--warning-delivery=abc"], "UNKNOWN: Wrong warning-delivery threshold"),
         ([*ROUNDTRIP, "--receive-options=folder=x"], "UNKNOWN: Unknown receive-options key 'folder'"),
+        ([*ROUNDTRIP, "--receive-options=ssl_verify_mode=maybe"],
+         "UNKNOWN: Wrong ssl_verify_mode 'maybe' (SSL_VERIFY_NONE or 0, SSL_VERIFY_PEER or 1)"),
     ],
 )  # fmt: skip
 def test_a_bad_receive_option_is_unknown_naming_it(
