@@ -81,16 +81,7 @@ def _report_time(
             output.add_message(timed, f"Response time {result.time:.3f} second(s)")
     else:
         output.add_message(timed, f"Response time {result.time:.3f} second(s)")
-    output.add_perfdata(
-        Perfdata(
-            label="time",
-            value=result.time,
-            unit="s",
-            warning=thresholds.warning,
-            critical=thresholds.critical,
-            precision=3,
-        )
-    )
+    output.add_perfdata(_seconds("time", result.time, thresholds))
 
 
 def relay_verdict(answer: RelayAnswer) -> tuple[Status, str]:
@@ -154,9 +145,14 @@ def _report_delivery(
             long=f"Delivery time measured to within {delivery.bound:.1f} s (the time between "
             f"the last two looks into {delivery.folder}; token {delivery.token})",
         )
+    return _seconds("delivery", delivery.seconds, thresholds)
+
+
+def _seconds(label: str, value: float, thresholds: Thresholds) -> Perfdata:
+    """A duration measured against its thresholds (`time`, `delivery`), to the millisecond."""
     return Perfdata(
-        label="delivery",
-        value=delivery.seconds,
+        label=label,
+        value=value,
         unit="s",
         warning=thresholds.warning,
         critical=thresholds.critical,
