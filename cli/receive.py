@@ -9,7 +9,7 @@ import asyncio
 import time
 
 from smtp_checks.cli.receive_options import ReceiveOptions
-from smtp_checks.shared.mailbox.delivery import FIRST_LOOK_DELAY, Delivery, next_look_delay
+from smtp_checks.shared.mailbox.delivery import FIRST_LOOK_DELAY, Delivery, next_look_at
 from smtp_checks.shared.mailbox.look import look_for
 from smtp_checks.shared.mailbox.spec import Wanted
 
@@ -27,26 +27,21 @@ async def _await(options: ReceiveOptions, wanted: Wanted, sent_at: float) -> Del
         warning=options.warning,
         critical=options.critical,
     )
-    deadline = sent_at + options.timeout
     spec = options.mailbox
     last_look_at: float | None = None
-    await asyncio.sleep(max(0.0, min(sent_at + FIRST_LOOK_DELAY, deadline) - time.time()))
+    await asyncio.sleep(max(0.0, min(sent_at + FIRST_LOOK_DELAY, verdict.deadline) - time.time()))
     looks = 0
     while True:
         looked_at = time.time()
         look = await look_for(spec, wanted)
         if look.failure is not None:
             return verdict.unknown(look.failure.detail)
-        if look.found_in is not None and look.seen_at is not None:
-            return verdict.found(
-                look.found_in,
-                look.seen_at,
-                junk=look.found_in in spec.junk,
-                last_look_at=last_look_at,
-                received=look.received,
-            )
-        if time.time() >= deadline:
-            return verdict
+        found = verdict.after_look(
+            look.found_in, look.seen_at, ended_at=time.time(), junk=spec.junk,
+            last_look_at=last_look_at, received=look.received,
+        )  # fmt: skip
+        if found is not None:
+            return found
         looks, last_look_at = looks + 1, looked_at
-        next_at = min(looked_at + next_look_delay(looks), deadline)
+        next_at = next_look_at(looked_at, looks, verdict.deadline)
         await asyncio.sleep(max(0.0, next_at - time.time()))

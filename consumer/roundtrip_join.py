@@ -103,8 +103,8 @@ class RoundTripJoin:
             metrics.ROUNDTRIP_LOOKS_IGNORED.inc()
             log.debug("ignored a look of %s: its round trip is over", check.check_id)
             return None
-        deadline = trip.sent_at + receive.timeout
         verdict = _no_verdict_yet(trip, check)
+        deadline = verdict.deadline
         if result.outcome is not Outcome.SUCCESS or mailbox is None:
             if result.outcome is Outcome.THROTTLED and result.ended_at < deadline:
                 # No look was made: the last one's time still bounds the measure.
@@ -112,20 +112,15 @@ class RoundTripJoin:
                 return None
             failure = verdict.unknown(result.detail or result.outcome.value)
             return _joined(trip, failure, ended_at=result.ended_at)
-        if mailbox.found_in is not None and mailbox.seen_at is not None:
-            found = verdict.found(
-                mailbox.found_in,
-                mailbox.seen_at,
-                junk=mailbox.found_in in receive.junk,
-                last_look_at=trip.last_look_at,
-                received=mailbox.received,
-            )
-            return _joined(trip, found, ended_at=mailbox.seen_at)
-        looked_at = result.started_at or result.ended_at
-        if result.ended_at < deadline:
+        after = verdict.after_look(
+            mailbox.found_in, mailbox.seen_at, ended_at=result.ended_at, junk=receive.junk,
+            last_look_at=trip.last_look_at, received=mailbox.received,
+        )  # fmt: skip
+        if after is None:
+            looked_at = result.started_at or result.ended_at
             self.trips.look_again(trip, looked_at, looked_at=looked_at, not_after=deadline)
             return None
-        return _joined(trip, verdict, ended_at=result.ended_at)
+        return _joined(trip, after, ended_at=mailbox.seen_at or result.ended_at)
 
 
 def _no_verdict_yet(trip: RoundTrip, check: ScheduledCheck) -> Delivery:

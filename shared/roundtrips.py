@@ -25,7 +25,7 @@ import redis
 
 from smtp_checks.shared.config import ScheduledCheck
 from smtp_checks.shared.keys import KEYS, Keys
-from smtp_checks.shared.mailbox.delivery import FIRST_LOOK_DELAY, next_look_delay
+from smtp_checks.shared.mailbox.delivery import FIRST_LOOK_DELAY, next_look_at
 from smtp_checks.shared.messages import CheckResult
 
 # KEYS: looks, trips. ARGV: now, limit. Take the looks due by `now`; returns check id,
@@ -114,7 +114,7 @@ class RoundTrips:
         looks = trip.looks + 1
         last = trip.last_look_at if looked_at is None else looked_at
         later = replace(trip, looks=looks, last_look_at=last)
-        self._save(later, min(at + next_look_delay(looks), not_after))
+        self._save(later, next_look_at(at, looks, not_after))
 
     def get(self, check_id: str) -> RoundTrip | None:
         raw = self._client.hget(self._keys.roundtrips, check_id)

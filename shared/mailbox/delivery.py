@@ -17,6 +17,12 @@ def next_look_delay(looks: int) -> float:
     return min(MAX_LOOK_DELAY, 2.0 ** max(1, looks))
 
 
+def next_look_at(after: float, looks: int, not_after: float) -> float:
+    """When the next look is due, `after` the `looks` that found nothing, never past the
+    end of the receive timeout (`not_after`): the last look is made at its end."""
+    return min(after + next_look_delay(looks), not_after)
+
+
 @dataclass(frozen=True)
 class Delivery:
     token: str  # the run's, in the message's header and subject
@@ -56,6 +62,31 @@ class Delivery:
             bound=max(0.0, seen_at - (last_look_at or self.sent_at)),
             received=received,
         )
+
+    @property
+    def deadline(self) -> float:
+        """The end of the receive timeout (epoch seconds)."""
+        return self.sent_at + self.timeout
+
+    def after_look(
+        self,
+        found_in: str | None,
+        seen_at: float | None,
+        *,
+        ended_at: float,
+        junk: tuple[str, ...],
+        last_look_at: float | None,
+        received: tuple[float, ...] = (),
+    ) -> Delivery | None:
+        """The verdict of a look that ended at `ended_at` and found the message in
+        `found_in` (None: not there); None while there is time to look again. The same for
+        the CLI and the pipeline: the same looks give the same verdict."""
+        if found_in is not None and seen_at is not None:
+            return self.found(
+                found_in, seen_at, junk=found_in in junk, last_look_at=last_look_at,
+                received=received,
+            )  # fmt: skip
+        return None if ended_at < self.deadline else self
 
     def unknown(self, why: str) -> Delivery:
         """The mailbox could not be read: the delivery is not known."""
