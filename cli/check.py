@@ -17,7 +17,7 @@ from smtp_checks.cli.plugin_options import (
     parse,
 )
 from smtp_checks.shared.mailbox.delivery import Delivery
-from smtp_checks.shared.mailbox.spec import Wanted
+from smtp_checks.shared.mailbox.spec import Wanted, leftover_age
 from smtp_checks.shared.output.renderers import render_option_error
 from smtp_checks.shared.output.report import report
 from smtp_checks.shared.output.status import Status
@@ -66,12 +66,8 @@ def _delivery(options: CheckOptions, result: ProbeResult, started_at: float) -> 
         return None
     from smtp_checks.cli.receive import await_delivery  # noqa: PLC0415 (asyncio: this mode only)
 
-    wanted = Wanted.for_run(
-        message.token or "",
-        message.check_tag or "",
-        receive_timeout=options.receive.timeout,
-        timeout=options.spec.timeout,
-    )
+    age = leftover_age(options.receive.timeout, options.spec.timeout)
+    wanted = Wanted(message.token or "", message.check_tag or "", age)
     return await_delivery(options.receive, wanted, started_at + result.sent_after)
 
 

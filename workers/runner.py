@@ -131,7 +131,7 @@ async def _probe_now(
     if request.receive is not None:  # a round trip's receive step: one look
         spec, wanted = request.mailbox_spec(password)
         look = await look_for(spec, wanted, deadline=deadline)
-        return CheckResult.from_look(request, handling, look, wanted.token, started_at)
+        return CheckResult.from_look(request, handling, look, started_at)
     probe = await run_probe(request.probe_spec(password), deadline=deadline)
     return CheckResult.from_probe(request, handling, probe, started_at)
 

@@ -40,6 +40,12 @@ class MailboxSpec:
 LEFTOVER_MARGIN = 120.0  # seconds beyond a round trip's course before its message is a leftover
 
 
+def leftover_age(receive_timeout: float, timeout: float) -> float:
+    """Seconds after which a round trip's message is a leftover: its whole course (the
+    send, the receive timeout, the last look), with a margin, is over."""
+    return receive_timeout + timeout + LEFTOVER_MARGIN
+
+
 @dataclass(frozen=True)
 class Wanted:
     """The message of this run (its token) and the check it belongs to. A message of the
@@ -51,13 +57,6 @@ class Wanted:
     token: str
     check_tag: str
     leftover_age: float = 600.0
-
-    @classmethod
-    def for_run(
-        cls, token: str, check_tag: str, *, receive_timeout: float, timeout: float
-    ) -> Wanted:
-        """A round trip's: anything older than its whole course, with a margin, is over."""
-        return cls(token, check_tag, receive_timeout + timeout + LEFTOVER_MARGIN)
 
 
 # What a session found in one folder: when the message was seen (None: not there), the

@@ -21,7 +21,7 @@ from pydantic import (
 
 from smtp_checks.shared.config import ScheduledCheck, SecretRef
 from smtp_checks.shared.identity import CheckIdentity, Identified
-from smtp_checks.shared.mailbox.spec import MailboxSpec, ReceiveProtocol, Wanted
+from smtp_checks.shared.mailbox.spec import MailboxSpec, ReceiveProtocol, Wanted, leftover_age
 from smtp_checks.shared.messages import version_1
 from smtp_checks.shared.probe import validation
 from smtp_checks.shared.probe.message import check_tag
@@ -67,6 +67,15 @@ class Target(_Message):
     source_address: Annotated[str | None, AfterValidator(_optional_ip)] = None
     proxy_protocol: ProxyVersion | None = None
     tls_min_version: TlsMinVersion | None = None
+
+    def tls_settings(self) -> TlsSettings:
+        """TLS as the target asks for it: the SMTP server's, or a receive step's mailbox's."""
+        return TlsSettings(
+            mode=self.tls,
+            verify=self.verify_tls,
+            ca_file=self.ca_file,
+            min_version=self.tls_min_version,
+        )
 
 
 _Address = Annotated[str, AfterValidator(validation.mail_address)]
@@ -203,9 +212,7 @@ class CheckRequest(Identified, _Message):
                 junk=receive.junk,
                 token=token,
                 check_tag=check_tag(check.check_id),
-                leftover_age=Wanted.for_run(
-                    token, "", receive_timeout=receive.timeout, timeout=check.timeout
-                ).leftover_age,
+                leftover_age=leftover_age(receive.timeout, check.timeout),
             ),
         )
 
@@ -222,12 +229,7 @@ class CheckRequest(Identified, _Message):
             host=self.target.address,
             port=self.target.port,
             mode=self.identity.mode,
-            tls=TlsSettings(
-                mode=self.target.tls,
-                verify=self.target.verify_tls,
-                ca_file=self.target.ca_file,
-                min_version=self.target.tls_min_version,
-            ),
+            tls=self.target.tls_settings(),
             timeout=self.target.timeout,
             credentials=credentials,
             message=message,
@@ -249,12 +251,7 @@ class CheckRequest(Identified, _Message):
             port=self.target.port,
             username=self.username or "",
             password=password or "",
-            tls=TlsSettings(
-                mode=self.target.tls,
-                verify=self.target.verify_tls,
-                ca_file=self.target.ca_file,
-                min_version=self.target.tls_min_version,
-            ),
+            tls=self.target.tls_settings(),
             timeout=self.target.timeout,
             mailbox=receive.mailbox,
             junk=receive.junk,

@@ -71,9 +71,8 @@ _PROBE_OUTCOMES = frozenset({"success", *(kind.value for kind in FailureKind)})
 
 class MailboxReport(_Message):
     """What a round trip's receive step saw in the mailbox (its outcome says whether the
-    look could be made at all)."""
+    look could be made at all; its run id, which round trip it looked for)."""
 
-    token: str
     found_in: str | None = None  # the folder; None: not there (yet)
     seen_at: float | None = None  # epoch seconds
     received: tuple[float, ...] = ()  # its `Received:` dates, oldest first
@@ -184,7 +183,6 @@ class CheckResult(Identified, _Message):
         request: CheckRequest,
         handling: Handling,
         look: MailboxLook,
-        token: str,
         started_at: float,
     ) -> CheckResult:
         """The result of a receive step: what the look found, or why it failed."""
@@ -199,7 +197,6 @@ class CheckResult(Identified, _Message):
                 "detail": failure.detail if failure else "",
                 "time": look.time,
                 "mailbox": MailboxReport(
-                    token=token,
                     found_in=look.found_in,
                     seen_at=look.seen_at,
                     received=look.received,

@@ -84,7 +84,7 @@ def looked(
     look = MailboxLook(
         time=0.05, found_in=found_in, seen_at=at + 0.05 if found_in else None, failure=failure
     )
-    return CheckResult.from_look(request, handling(at), look, token, at)
+    return CheckResult.from_look(request, handling(at), look, at)
 
 
 def test_a_failed_send_is_the_verdict_and_begins_nothing(
