@@ -250,13 +250,11 @@ class Beat:
             return
         requests: list[CheckRequest] = []
         for (entry, slot), run, verdict in zip(due, runs, verdicts, strict=True):
-            self._last[entry.check.check_id] = slot.scheduled_for
-            self._push(entry.check.check_id, slot.stale_at)
+            self._slot_done(entry, slot)
             if verdict is Verdict.ENQUEUED:
                 requests.append(run.request)
             elif verdict is Verdict.PENDING:
-                self._stats.skipped += 1
-                metrics.RUNS_SKIPPED.labels(entry.check.site).inc()
+                self._skipped(entry)
             else:
                 self._stats.already_enqueued += 1
                 metrics.CLAIMS_LOST.labels(entry.check.site).inc()
@@ -281,11 +279,19 @@ class Beat:
             if entry.check.check_id not in busy:
                 kept.append((entry, slot))
                 continue
-            self._last[entry.check.check_id] = slot.scheduled_for
-            self._push(entry.check.check_id, slot.stale_at)
-            self._stats.skipped += 1
-            metrics.RUNS_SKIPPED.labels(entry.check.site).inc()
+            self._slot_done(entry, slot)
+            self._skipped(entry)
         return kept
+
+    def _slot_done(self, entry: _Entry, slot: Slot) -> None:
+        """`slot` is dealt with (enqueued, or skipped): the check's next one is due at its
+        stale time."""
+        self._last[entry.check.check_id] = slot.scheduled_for
+        self._push(entry.check.check_id, slot.stale_at)
+
+    def _skipped(self, entry: _Entry) -> None:
+        self._stats.skipped += 1
+        metrics.RUNS_SKIPPED.labels(entry.check.site).inc()
 
     def _new_run(self, entry: _Entry, slot: Slot) -> NewRun:
         request = CheckRequest.from_scheduled(
