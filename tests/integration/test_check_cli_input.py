@@ -121,10 +121,16 @@ _VALUES = _TEXT | st.builds(lambda key, value: f"{key}={value}", _KEYS, _TEXT)
 )  # fmt: skip
 @given(value=_VALUES)
 def test_any_value_of_any_option_gives_a_plugin_line_and_exit_code(option: str, value: str) -> None:
-    code, out = run(*MESSAGE, "--hostname=127.0.0.1", f"--port={PORT}", f"{option}={value}")
+    assert_plugin_line(
+        *run(*MESSAGE, "--hostname=127.0.0.1", f"--port={PORT}", f"{option}={value}")
+    )
+
+
+def assert_plugin_line(code: int, out: str) -> None:
+    """What Centreon reads: a plugin line, an exit code of 0-3, valid UTF-8."""
     assert 0 <= code <= 3, out
     assert out.startswith(STATUS_WORDS), out
-    out.encode("utf-8")  # what Centreon reads is valid UTF-8, whatever came in
+    out.encode("utf-8")  # valid UTF-8, whatever came in
 
 
 PORT = refused_port()  # nothing listens: a value that passes fails fast, CRITICAL
@@ -154,10 +160,9 @@ def test_any_value_of_a_receive_option_gives_a_plugin_line_and_exit_code(
     option: str, value: str
 ) -> None:
     # The SMTP side is refused at once: a value that passes never waits for a mailbox.
-    code, out = run(*ROUNDTRIP, "--hostname=127.0.0.1", f"--port={PORT}", f"{option}={value}")
-    assert 0 <= code <= 3, out
-    assert out.startswith(STATUS_WORDS), out
-    out.encode("utf-8")
+    assert_plugin_line(
+        *run(*ROUNDTRIP, "--hostname=127.0.0.1", f"--port={PORT}", f"{option}={value}")
+    )
 
 
 @pytest.mark.parametrize(
